@@ -1,0 +1,535 @@
+//! The honeyport event schema.
+//!
+//! One versioned format shared by the sensor (which writes events), the stores (SQLite, JSON
+//! lines) and the reports (which read them). No I/O and no async runtime here.
+//!
+//! An event is one JSON object on one line:
+//!
+//! ```json
+//! {"v":1,"eventid":"session.input","timestamp":"2026-11-26T16:40:01.123456Z",
+//!  "sensor":"hp1","session":"9f1c2d3e4a5b6c7d","transport":"tcp",
+//!  "src_ip":"203.0.113.7","src_port":51234,"dst_ip":"198.51.100.2","dst_port":26,
+//!  "data":{"text":"EHLO scan\r\n"},"len":11}
+//! ```
+//!
+//! Field names follow cowrie's where the meaning is the same (`eventid`, `timestamp`, `sensor`,
+//! `session`, `src_ip`, `src_port`, `dst_ip`, `dst_port`, `duration`), so dashboards built for
+//! cowrie can read them. Bytes that came off the wire are kept exactly: valid UTF-8 as
+//! `{"text": ...}`, anything else as `{"bytes": base64}` (see [`Payload`]).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The schema version written in every event's `v` field. Bump it when a field changes meaning
+/// or disappears; adding an optional field does not need a bump.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Largest JSON line [`Event::from_json`] accepts. Events the sensor writes stay far below this
+/// (payloads are capped by the sensor's read size); the cap guards readers of foreign files.
+pub const MAX_EVENT_JSON: usize = 16 * 1024 * 1024;
+
+/// One thing that happened on a sensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Schema version, [`SCHEMA_VERSION`] when written by this build.
+    pub v: u16,
+    /// When it happened, UTC, microsecond precision.
+    pub timestamp: Timestamp,
+    /// The sensor's name (`sensor` in the config).
+    pub sensor: String,
+    /// The session this event belongs to.
+    pub session: SessionId,
+    pub transport: Transport,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    /// The connection's real local address, never the wildcard the socket was bound to.
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened. The `eventid` field of the JSON object picks the variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "eventid")]
+pub enum EventKind {
+    /// A peer connected (TCP) or sent a first datagram (UDP flow).
+    #[serde(rename = "session.connect")]
+    Connect {
+        /// The listener's name from the config.
+        listener: String,
+        /// The persona that serves this session.
+        persona: String,
+        /// Whether the listener wraps the session in TLS.
+        tls: bool,
+    },
+    /// Bytes received from the peer, exactly as read (one read or datagram per event).
+    #[serde(rename = "session.input")]
+    Input { data: Payload, len: u64 },
+    /// Bytes sent to the peer.
+    #[serde(rename = "session.output")]
+    Output {
+        data: Payload,
+        len: u64,
+        /// Set when a UDP reply was cut to the triggering datagram's size.
+        #[serde(default, skip_serializing_if = "is_false")]
+        truncated: bool,
+    },
+    /// A reply the persona wanted to send but did not (UDP rate limit).
+    #[serde(rename = "session.output_suppressed")]
+    OutputSuppressed { len: u64, reason: String },
+    /// A scripted rule matched the input.
+    #[serde(rename = "rule.match")]
+    RuleMatch {
+        rule: String,
+        /// `reply`, `disconnect` or `reply_disconnect`.
+        action: String,
+        /// Length of the match (the longest match wins).
+        match_len: u64,
+    },
+    /// The TLS handshake finished.
+    #[serde(rename = "tls.handshake")]
+    TlsHandshake {
+        version: String,
+        cipher: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sni: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alpn: Option<Payload>,
+    },
+    /// The TLS handshake failed; `data` holds the first bytes the peer sent (capped), so
+    /// plaintext sent to a TLS port is recorded, not lost.
+    #[serde(rename = "tls.failed")]
+    TlsFailed {
+        error: String,
+        data: Payload,
+        len: u64,
+    },
+    /// The session ended. Every `session.connect` has exactly one of these.
+    #[serde(rename = "session.closed")]
+    Closed {
+        /// Seconds from connect to close.
+        duration: f64,
+        bytes_in: u64,
+        bytes_out: u64,
+        reason: EndReason,
+        /// Which limit, when `reason` is `limit`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<String>,
+    },
+}
+
+impl EventKind {
+    /// The `eventid` string of this kind.
+    pub fn eventid(&self) -> &'static str {
+        match self {
+            EventKind::Connect { .. } => "session.connect",
+            EventKind::Input { .. } => "session.input",
+            EventKind::Output { .. } => "session.output",
+            EventKind::OutputSuppressed { .. } => "session.output_suppressed",
+            EventKind::RuleMatch { .. } => "rule.match",
+            EventKind::TlsHandshake { .. } => "tls.handshake",
+            EventKind::TlsFailed { .. } => "tls.failed",
+            EventKind::Closed { .. } => "session.closed",
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The peer closed or reset the connection.
+    PeerClosed,
+    /// Nothing arrived within the idle timeout.
+    IdleTimeout,
+    /// A limit tripped; the `limit` field says which.
+    Limit,
+    /// The sensor shut down and the grace period ran out.
+    Shutdown,
+    /// The persona ended it: its read loop was done or a rule said disconnect.
+    Persona,
+    /// The source address is not on the listener's allow-list.
+    NotAllowed,
+    /// The TLS handshake failed.
+    TlsFailed,
+    /// An I/O error other than a close (the peer's fault, e.g. a reset mid-write).
+    IoError,
+    /// A bug on our side (a panic in the session task). Never expected.
+    Internal,
+}
+
+impl EndReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndReason::PeerClosed => "peer_closed",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::Limit => "limit",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Persona => "persona",
+            EndReason::NotAllowed => "not_allowed",
+            EndReason::TlsFailed => "tls_failed",
+            EndReason::IoError => "io_error",
+            EndReason::Internal => "internal",
+        }
+    }
+}
+
+/// TCP or UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Bytes kept exactly: `{"text": "..."}` when they are valid UTF-8, `{"bytes": "<base64>"}`
+/// otherwise. Never a lossy conversion.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Payload(pub Vec<u8>);
+
+impl Payload {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A one-line, printable rendering for people: UTF-8 text with control characters
+    /// escaped, other bytes as `\xNN`. Not for storage (use the serde form).
+    pub fn escaped(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\r' => out.push_str("\\r"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    '\\' => out.push_str("\\\\"),
+                    c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload(\"{}\")", self.escaped())
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Payload(v)
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(v: &[u8]) -> Self {
+        Payload(v.to_vec())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => m.serialize_entry("text", text)?,
+            Err(_) => m.serialize_entry(
+                "bytes",
+                &base64::engine::general_purpose::STANDARD.encode(&self.0),
+            )?,
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            text: Option<String>,
+            bytes: Option<String>,
+        }
+        let raw = Raw::deserialize(d)?;
+        match (raw.text, raw.bytes) {
+            (Some(t), None) => Ok(Payload(t.into_bytes())),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b.as_bytes())
+                .map(Payload)
+                .map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom(
+                "payload needs exactly one of \"text\" or \"bytes\"",
+            )),
+        }
+    }
+}
+
+/// A session id: 16 lowercase hex digits (64 random bits), unique per session.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub String);
+
+impl SessionId {
+    /// Formats 64 bits as a session id.
+    pub fn from_u64(n: u64) -> Self {
+        SessionId(format!("{n:016x}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A UTC instant written as RFC 3339 with exactly six fractional digits and a `Z`:
+/// `2026-11-26T16:40:01.123456Z`. Sorts as text in time order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Timestamp(Utc::now())
+    }
+
+    /// Microseconds since the Unix epoch.
+    pub fn unix_micros(&self) -> i64 {
+        self.0.timestamp_micros()
+    }
+
+    pub fn from_unix_micros(us: i64) -> Option<Self> {
+        DateTime::from_timestamp_micros(us).map(Timestamp)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| Timestamp(t.with_timezone(&Utc)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a line could not be read as an event.
+#[derive(Debug)]
+pub enum DecodeError {
+    TooLong(usize),
+    Json(serde_json::Error),
+    /// The line is a newer schema than this build knows.
+    Version(u16),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::TooLong(n) => write!(f, "event line of {n} bytes exceeds the cap"),
+            DecodeError::Json(e) => write!(f, "not a valid event: {e}"),
+            DecodeError::Version(v) => write!(
+                f,
+                "event schema version {v} is newer than this build's {SCHEMA_VERSION}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl Event {
+    /// The event as one line of JSON (no trailing newline).
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: every map key is a string and no
+        // Serialize impl here returns an error.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(
+                "{{\"v\":{SCHEMA_VERSION},\"eventid\":\"encode.error\",\"error\":{:?}}}",
+                e.to_string()
+            )
+        })
+    }
+
+    /// Reads one event from bytes of untrusted origin (a file, another sensor).
+    pub fn from_json(line: &[u8]) -> Result<Event, DecodeError> {
+        if line.len() > MAX_EVENT_JSON {
+            return Err(DecodeError::TooLong(line.len()));
+        }
+        let ev: Event = serde_json::from_slice(line).map_err(DecodeError::Json)?;
+        if ev.v > SCHEMA_VERSION {
+            return Err(DecodeError::Version(ev.v));
+        }
+        Ok(ev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(kind: EventKind) -> Event {
+        Event {
+            v: SCHEMA_VERSION,
+            timestamp: Timestamp::from_unix_micros(1_764_175_201_123_456).unwrap(),
+            sensor: "hp1".into(),
+            session: SessionId::from_u64(0x9f1c_2d3e_4a5b_6c7d),
+            transport: Transport::Tcp,
+            src_ip: "203.0.113.7".parse().unwrap(),
+            src_port: 51234,
+            dst_ip: "::1".parse().unwrap(),
+            dst_port: 26,
+            kind,
+        }
+    }
+
+    #[test]
+    fn utf8_payload_is_text_and_binary_is_base64() {
+        let t = serde_json::to_string(&Payload(b"EHLO x\r\n".to_vec())).unwrap();
+        assert_eq!(t, r#"{"text":"EHLO x\r\n"}"#);
+        let b = serde_json::to_string(&Payload(vec![0xff, 0xfb, 0x01])).unwrap();
+        assert_eq!(b, r#"{"bytes":"//sB"}"#);
+        let back: Payload = serde_json::from_str(&b).unwrap();
+        assert_eq!(back.0, vec![0xff, 0xfb, 0x01]);
+    }
+
+    #[test]
+    fn payload_rejects_both_or_neither() {
+        assert!(serde_json::from_str::<Payload>(r#"{"text":"a","bytes":"YQ=="}"#).is_err());
+        assert!(serde_json::from_str::<Payload>(r#"{}"#).is_err());
+        assert!(serde_json::from_str::<Payload>(r#"{"bytes":"!!"}"#).is_err());
+    }
+
+    #[test]
+    fn timestamp_has_microseconds_and_z() {
+        let e = sample(EventKind::Input {
+            data: Payload(b"x".to_vec()),
+            len: 1,
+        });
+        let j = e.to_json();
+        assert!(
+            j.contains(r#""timestamp":"2025-11-26T16:40:01.123456Z""#),
+            "{j}"
+        );
+        assert!(j.contains(r#""eventid":"session.input""#), "{j}");
+        assert!(j.contains(r#""src_ip":"203.0.113.7""#), "{j}");
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let kinds = vec![
+            EventKind::Connect {
+                listener: "l".into(),
+                persona: "p".into(),
+                tls: true,
+            },
+            EventKind::Input {
+                data: Payload(vec![0, 1, 2, 0xff]),
+                len: 4,
+            },
+            EventKind::Output {
+                data: Payload(b"hi".to_vec()),
+                len: 2,
+                truncated: true,
+            },
+            EventKind::OutputSuppressed {
+                len: 9,
+                reason: "rate".into(),
+            },
+            EventKind::RuleMatch {
+                rule: "EHLO".into(),
+                action: "reply".into(),
+                match_len: 4,
+            },
+            EventKind::TlsHandshake {
+                version: "TLSv1_3".into(),
+                cipher: "X".into(),
+                sni: Some("a".into()),
+                alpn: Some(Payload(b"h2".to_vec())),
+            },
+            EventKind::TlsFailed {
+                error: "e".into(),
+                data: Payload(b"GET /".to_vec()),
+                len: 5,
+            },
+            EventKind::Closed {
+                duration: 1.5,
+                bytes_in: 3,
+                bytes_out: 4,
+                reason: EndReason::Limit,
+                limit: Some("max_bytes_in".into()),
+            },
+        ];
+        for k in kinds {
+            let e = sample(k);
+            let j = e.to_json();
+            assert!(j.contains(&format!("\"eventid\":\"{}\"", e.kind.eventid())));
+            let back = Event::from_json(j.as_bytes()).unwrap();
+            assert_eq!(back, e, "{j}");
+        }
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut e = sample(EventKind::Input {
+            data: Payload::default(),
+            len: 0,
+        });
+        e.v = SCHEMA_VERSION + 1;
+        assert!(matches!(
+            Event::from_json(e.to_json().as_bytes()),
+            Err(DecodeError::Version(_))
+        ));
+    }
+
+    #[test]
+    fn escaped_rendering_is_one_line() {
+        assert_eq!(
+            Payload(b"a\r\n\xff\x00".to_vec()).escaped(),
+            "a\\r\\n\\xff\\x00"
+        );
+    }
+}

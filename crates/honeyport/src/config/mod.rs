@@ -1,0 +1,1010 @@
+//! Configuration: raw (serde reads the TOML), then validated (pure, collects every error with
+//! its file position), then built (reads files, compiles regexes, makes TLS configs).
+//!
+//! `honeyport check` runs the first two steps; `honeyport run` runs all three before it binds
+//! anything. Every field's doc comment here is its user documentation (see README.md).
+
+pub mod ports;
+pub mod units;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use honeyport_event::Transport;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::persona::{Persona, PersonaRaw};
+use crate::tls;
+use ports::PortsRaw;
+use units::NumOrStr;
+
+/// The built-in configuration `honeyport run` uses when no `-c FILE` is given: loopback only,
+/// unprivileged ports, one persona of each flavour.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// The whole config file as serde reads it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRaw {
+    /// Name of this sensor, written on every event. Default: the host name.
+    pub sensor: Option<String>,
+    /// Resource limits for every session (see [`LimitsRaw`]).
+    #[serde(default)]
+    pub limits: LimitsRaw,
+    /// Where events go (see [`StorageRaw`]).
+    #[serde(default)]
+    pub storage: StorageRaw,
+    /// Named personas (and templates: a persona can `inherit` another).
+    #[serde(default)]
+    pub personas: BTreeMap<String, PersonaRaw>,
+    /// The sockets to open and which persona serves each.
+    #[serde(default)]
+    pub listeners: Vec<ListenerRaw>,
+}
+
+/// `[limits]`: every read from a peer has a byte cap and a deadline; every resource a bound.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRaw {
+    /// Most sessions (TCP connections plus UDP flows) open at once. Default 10000. Capped at
+    /// start to what the open-files limit allows.
+    pub max_connections: Option<u64>,
+    /// Most sessions open at once from one source IP. Default 64.
+    pub max_per_source: Option<u64>,
+    /// End a session when the peer sends nothing for this long. Default "60s".
+    pub idle_timeout: Option<NumOrStr>,
+    /// End a session after this long whatever happens. Default "10m".
+    pub max_session: Option<NumOrStr>,
+    /// End a session once the peer has sent this many bytes. Default "1MiB".
+    pub max_bytes_in: Option<NumOrStr>,
+    /// Largest single read (and so the largest line or datagram handled at once). Default "64KiB".
+    pub max_read: Option<NumOrStr>,
+    /// On shutdown, how long open sessions may go on before they are ended. Default "5s".
+    pub shutdown_grace: Option<NumOrStr>,
+    /// UDP replies each source IP may receive per second (token bucket). Default 5.
+    pub udp_replies_per_second: Option<f64>,
+    /// Burst size of that bucket. Default 10.
+    pub udp_reply_burst: Option<u32>,
+    /// Allow a UDP reply larger than the datagram that triggered it (amplification). Default false:
+    /// replies are cut to the triggering datagram's size and the cut is recorded.
+    pub udp_allow_amplification: Option<bool>,
+}
+
+/// `[storage]`: the embedded SQLite store is always on; a JSON-lines file is optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageRaw {
+    /// JSON-lines file for events, relative to the data dir (or absolute). Default: none.
+    pub jsonl: Option<String>,
+    /// Rotate the JSON-lines file when it grows past this. Default "100MiB".
+    pub jsonl_max_size: Option<NumOrStr>,
+    /// Rotated JSON-lines files to keep (`events.jsonl.1` ... `.N`). Default 5.
+    pub jsonl_keep: Option<u32>,
+    /// Most events written in one transaction. The writer takes whatever is queued, up to
+    /// this, so batches grow by themselves under load. Default 2048.
+    pub batch: Option<usize>,
+    /// Events buffered between sessions and the writer. When it is more than half full the
+    /// sensor stops accepting until it drains; nothing is dropped. Default 65536.
+    pub queue: Option<usize>,
+    /// SQLite `synchronous`: "full" (every batch fsynced; default) or "normal".
+    pub synchronous: Option<String>,
+}
+
+/// One `[[listeners]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerRaw {
+    /// Name written on events. Default: `persona/transport/ports`.
+    pub name: Option<String>,
+    /// Ports: `26`, `"25,26,587,8000-8010"`, or an array of those. `0` means any free port.
+    pub ports: PortsRaw,
+    /// `"tcp"` (default), `"udp"`, or `["tcp", "udp"]`.
+    pub transport: Option<TransportsRaw>,
+    /// Addresses to bind. Default `["0.0.0.0", "::"]` (every IPv4 and IPv6 address).
+    pub bind: Option<Vec<String>>,
+    /// Name of the persona (in `[personas]`) that serves these ports.
+    pub persona: String,
+    /// Only these sources (CIDRs or addresses) get an answer; others are recorded and closed.
+    pub allow: Option<Vec<String>>,
+    /// Wrap TCP sessions in TLS.
+    pub tls: Option<TlsRaw>,
+    /// Persona fields to override for this listener only. The persona is copied, never changed.
+    #[serde(rename = "override")]
+    pub overrides: Option<toml::Table>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TransportsRaw {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `tls = { cert = "...", key = "..." }` or `tls = { self_signed = true }`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsRaw {
+    /// PEM certificate chain file (relative to the config file).
+    pub cert: Option<String>,
+    /// PEM private key file.
+    pub key: Option<String>,
+    /// Generate a self-signed certificate at start instead.
+    pub self_signed: Option<bool>,
+    /// Subject names for the self-signed certificate. Default `["localhost"]`.
+    pub names: Option<Vec<String>>,
+}
+
+/// One problem found in the config, with where it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError {
+    /// Dotted path of the offending value, e.g. `personas.exim.rules[2].regex`.
+    pub path: String,
+    /// 1-based line and column in the file, when known.
+    pub pos: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some((l, c)) => write!(f, "{l}:{c}: {}: {}", self.path, self.message),
+            None if self.path.is_empty() => write!(f, "{}", self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every problem found, for one file.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub source_name: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{}: {n} error{} in config",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "{}:{e}", self.source_name)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Collects errors during validation; knows the source text to turn paths into positions.
+pub struct Problems<'a> {
+    doc: Option<toml_edit::Document<&'a str>>,
+    src: &'a str,
+    pub errors: Vec<ConfigError>,
+}
+
+impl<'a> Problems<'a> {
+    fn new(src: &'a str) -> Self {
+        Problems {
+            doc: toml_edit::Document::parse(src).ok(),
+            src,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records a problem at `path` (dotted, with `[i]` for array items).
+    pub fn at(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self.locate(path);
+        self.errors.push(ConfigError {
+            path: path.to_string(),
+            pos,
+            message: message.into(),
+        });
+    }
+
+    fn locate(&self, path: &str) -> Option<(usize, usize)> {
+        let doc = self.doc.as_ref()?;
+        let mut item: &toml_edit::Item = doc.as_item();
+        let mut best = None;
+        for seg in split_path(path) {
+            let next = match seg {
+                Seg::Key(k) => item.get(k),
+                Seg::Index(i) => item.get(i),
+            };
+            match next {
+                Some(n) => {
+                    item = n;
+                    if let Some(span) = n.span() {
+                        best = Some(span.start);
+                    }
+                }
+                None => break,
+            }
+        }
+        best.map(|off| line_col(self.src, off))
+    }
+}
+
+enum Seg<'p> {
+    Key(&'p str),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (key, rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            out.push(Seg::Key(key));
+        }
+        for idx in rest.split('[').filter(|s| !s.is_empty()) {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                out.push(Seg::Index(i));
+            }
+        }
+    }
+    out
+}
+
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src.as_bytes()[..offset.min(src.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, col)
+}
+
+/// `[limits]` after validation.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_per_source: usize,
+    pub idle_timeout: Duration,
+    pub max_session: Duration,
+    pub max_bytes_in: u64,
+    pub max_read: usize,
+    pub shutdown_grace: Duration,
+    pub udp_replies_per_second: f64,
+    pub udp_reply_burst: u32,
+    pub udp_allow_amplification: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_per_source: 64,
+            idle_timeout: Duration::from_secs(60),
+            max_session: Duration::from_secs(600),
+            max_bytes_in: 1 << 20,
+            max_read: 64 << 10,
+            shutdown_grace: Duration::from_secs(5),
+            udp_replies_per_second: 5.0,
+            udp_reply_burst: 10,
+            udp_allow_amplification: false,
+        }
+    }
+}
+
+/// `[storage]` after validation.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub jsonl: Option<PathBuf>,
+    pub jsonl_max_size: u64,
+    pub jsonl_keep: u32,
+    pub batch: usize,
+    pub queue: usize,
+    pub synchronous_full: bool,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            jsonl: None,
+            jsonl_max_size: 100 << 20,
+            jsonl_keep: 5,
+            batch: 2048,
+            queue: 65_536,
+            synchronous_full: true,
+        }
+    }
+}
+
+/// One listener, built: everything a socket needs to serve sessions.
+pub struct ListenerSpec {
+    pub name: String,
+    pub persona_name: String,
+    pub persona: Persona,
+    pub allow: Option<Vec<IpNet>>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Every (transport, address) this listener binds.
+    pub binds: Vec<(Transport, SocketAddr)>,
+}
+
+/// The validated, built configuration.
+pub struct Config {
+    pub sensor: String,
+    pub limits: Limits,
+    pub storage: Storage,
+    pub listeners: Vec<ListenerSpec>,
+}
+
+/// A config that passed validation; `build` does the I/O.
+pub struct Validated {
+    raw: ConfigRaw,
+    base_dir: PathBuf,
+    limits: Limits,
+    storage: Storage,
+    listeners: Vec<ListenerPlan>,
+}
+
+struct ListenerPlan {
+    name: String,
+    persona_name: String,
+    /// The persona chain resolved and merged, with this listener's overrides on top.
+    persona: PersonaRaw,
+    allow: Option<Vec<IpNet>>,
+    tls: Option<TlsRaw>,
+    binds: Vec<(Transport, SocketAddr)>,
+}
+
+/// Reads and validates a config file. Relative paths in it are resolved against its directory.
+pub fn load(path: &Path) -> Result<Validated, ConfigErrors> {
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source_name: name.clone(),
+        errors: vec![ConfigError {
+            path: String::new(),
+            pos: None,
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate_str(&src, &name, &dir)
+}
+
+/// Parses and validates config text. Pure apart from checking that referenced files are
+/// readable.
+pub fn validate_str(
+    src: &str,
+    source_name: &str,
+    base_dir: &Path,
+) -> Result<Validated, ConfigErrors> {
+    let raw: ConfigRaw = match toml::from_str(src) {
+        Ok(r) => r,
+        Err(e) => {
+            let pos = e.span().map(|s| line_col(src, s.start));
+            return Err(ConfigErrors {
+                source_name: source_name.to_string(),
+                errors: vec![ConfigError {
+                    path: String::new(),
+                    pos,
+                    message: e.message().trim().to_string(),
+                }],
+            });
+        }
+    };
+    let mut p = Problems::new(src);
+    let v = validate(raw, base_dir, &mut p);
+    if p.errors.is_empty() {
+        Ok(v)
+    } else {
+        Err(ConfigErrors {
+            source_name: source_name.to_string(),
+            errors: p.errors,
+        })
+    }
+}
+
+fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated {
+    let limits = validate_limits(&raw.limits, p);
+    let storage = validate_storage(&raw.storage, p);
+    if let Some(s) = &raw.sensor {
+        if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control()) {
+            p.at("sensor", "sensor name must be 1-128 printable characters");
+        }
+    }
+
+    // Each persona on its own (its own fields, at its own position).
+    for (name, persona) in &raw.personas {
+        persona.validate(&format!("personas.{name}"), base_dir, p);
+    }
+    // Inheritance chains: unknown parents and cycles.
+    let mut resolved: BTreeMap<String, PersonaRaw> = BTreeMap::new();
+    for name in raw.personas.keys() {
+        match resolve_persona(name, &raw.personas) {
+            Ok(r) => {
+                resolved.insert(name.clone(), r);
+            }
+            Err(msg) => p.at(&format!("personas.{name}.inherit"), msg),
+        }
+    }
+
+    let mut plans = Vec::new();
+    let mut taken: Vec<(Transport, SocketAddr, String)> = Vec::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let at = format!("listeners[{i}]");
+        let ports = match ports::expand(&l.ports) {
+            Ok(ps) => ps,
+            Err(e) => {
+                p.at(&format!("{at}.ports"), e);
+                Vec::new()
+            }
+        };
+        let transports = match parse_transports(l.transport.as_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                p.at(&format!("{at}.transport"), e);
+                vec![Transport::Tcp]
+            }
+        };
+        let addrs: Vec<IpAddr> = match &l.bind {
+            None => vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ],
+            Some(list) => {
+                if list.is_empty() {
+                    p.at(&format!("{at}.bind"), "bind list is empty");
+                }
+                let mut v = Vec::new();
+                for (j, a) in list.iter().enumerate() {
+                    match a
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<IpAddr>()
+                    {
+                        Ok(ip) => v.push(ip),
+                        Err(_) => p.at(
+                            &format!("{at}.bind[{j}]"),
+                            format!("{a:?} is not an IP address"),
+                        ),
+                    }
+                }
+                v
+            }
+        };
+        let allow = l.allow.as_ref().map(|list| {
+            let mut nets = Vec::new();
+            for (j, s) in list.iter().enumerate() {
+                match parse_net(s) {
+                    Ok(n) => nets.push(n),
+                    Err(e) => p.at(&format!("{at}.allow[{j}]"), e),
+                }
+            }
+            nets
+        });
+        if let Some(t) = &l.tls {
+            if transports.contains(&Transport::Udp) {
+                p.at(
+                    &format!("{at}.tls"),
+                    "TLS is for TCP listeners (DTLS is not supported)",
+                );
+            }
+            tls::validate(t, &format!("{at}.tls"), base_dir, p);
+        }
+        // The persona, with this listener's overrides copied on top.
+        let persona = match resolved.get(&l.persona) {
+            None => {
+                let known: Vec<&str> = raw.personas.keys().map(String::as_str).collect();
+                p.at(
+                    &format!("{at}.persona"),
+                    format!(
+                        "unknown persona {:?} (defined: {})",
+                        l.persona,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                None
+            }
+            Some(base) => match &l.overrides {
+                None => Some(base.clone()),
+                // The overlay is checked on its own (errors point into the listener), then
+                // copied on top of a copy of the persona.
+                Some(table) => match base.overlay(table).and_then(|o| {
+                    o.validate(&format!("{at}.override"), base_dir, p);
+                    o.merged_over(base)
+                }) {
+                    Ok(merged) => Some(merged),
+                    Err(e) => {
+                        p.at(&format!("{at}.override"), e);
+                        None
+                    }
+                },
+            },
+        };
+        if let Some(persona) = &persona {
+            persona.validate_for_transports(&at, &transports, p);
+        }
+        let mut binds = Vec::new();
+        for &t in &transports {
+            for &ip in &addrs {
+                for &port in &ports {
+                    binds.push((t, SocketAddr::new(ip, port)));
+                }
+            }
+        }
+        // Overlapping binds: the same port and transport where one address covers the other.
+        for &(t, a) in &binds {
+            if a.port() == 0 {
+                continue;
+            }
+            if let Some((_, b, owner)) = taken
+                .iter()
+                .find(|(t2, b, _)| *t2 == t && b.port() == a.port() && overlaps(a.ip(), b.ip()))
+            {
+                p.at(
+                    &format!("{at}.ports"),
+                    format!("{t} {a} overlaps {b} of {owner}"),
+                );
+            }
+        }
+        let name = match &l.name {
+            Some(n) => n.clone(),
+            None => {
+                // Generated names must not collide: add the listener's index when they would.
+                let n = default_listener_name(l, &transports);
+                if taken
+                    .iter()
+                    .any(|(_, _, owner)| owner == &format!("listener {n:?}"))
+                {
+                    format!("{n}#{i}")
+                } else {
+                    n
+                }
+            }
+        };
+        for &(t, a) in &binds {
+            taken.push((t, a, format!("listener {name:?}")));
+        }
+        if let Some(persona) = persona {
+            plans.push(ListenerPlan {
+                name,
+                persona_name: l.persona.clone(),
+                persona,
+                allow,
+                tls: l.tls.clone(),
+                binds,
+            });
+        }
+    }
+    let mut names = HashSet::new();
+    for (i, pl) in plans.iter().enumerate() {
+        if !names.insert(pl.name.clone()) {
+            p.at(
+                &format!("listeners[{i}].name"),
+                format!("listener name {:?} is used twice", pl.name),
+            );
+        }
+    }
+    Validated {
+        raw,
+        base_dir: base_dir.to_path_buf(),
+        limits,
+        storage,
+        listeners: plans,
+    }
+}
+
+fn default_listener_name(l: &ListenerRaw, transports: &[Transport]) -> String {
+    let ports = match &l.ports {
+        PortsRaw::One(n) => n.to_string(),
+        PortsRaw::Spec(s) => s.replace(' ', ""),
+        PortsRaw::List(_) => "list".into(),
+    };
+    let t: Vec<&str> = transports.iter().map(|t| t.as_str()).collect();
+    format!("{}/{}/{}", l.persona, t.join("+"), ports)
+}
+
+fn overlaps(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+            a == b || a.is_unspecified() || b.is_unspecified()
+        }
+        // IPv6 sockets are bound v6-only, so the families never overlap.
+        _ => false,
+    }
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is neither a CIDR (10.0.0.0/8) nor an IP address"))
+}
+
+fn parse_transports(t: Option<&TransportsRaw>) -> Result<Vec<Transport>, String> {
+    let names: Vec<&str> = match t {
+        None => vec!["tcp"],
+        Some(TransportsRaw::One(s)) => vec![s.as_str()],
+        Some(TransportsRaw::Many(v)) => v.iter().map(String::as_str).collect(),
+    };
+    let mut out = Vec::new();
+    for n in names {
+        let t = match n {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            other => return Err(format!("unknown transport {other:?} (tcp or udp)")),
+        };
+        if out.contains(&t) {
+            return Err(format!("transport {n:?} is listed twice"));
+        }
+        out.push(t);
+    }
+    if out.is_empty() {
+        return Err("no transport given".into());
+    }
+    Ok(out)
+}
+
+/// Follows `inherit` links from `name` and merges the chain (child fields win).
+fn resolve_persona(name: &str, all: &BTreeMap<String, PersonaRaw>) -> Result<PersonaRaw, String> {
+    let mut chain = vec![name.to_string()];
+    let mut cur = all
+        .get(name)
+        .ok_or_else(|| format!("unknown persona {name:?}"))?
+        .clone();
+    while let Some(parent) = cur.inherit().map(str::to_string) {
+        if chain.contains(&parent) {
+            chain.push(parent);
+            return Err(format!("inheritance cycle: {}", chain.join(" -> ")));
+        }
+        let base = all
+            .get(&parent)
+            .ok_or_else(|| format!("inherits unknown persona {parent:?}"))?;
+        chain.push(parent);
+        cur = cur.merged_over(base)?;
+    }
+    Ok(cur)
+}
+
+fn validate_limits(l: &LimitsRaw, p: &mut Problems<'_>) -> Limits {
+    let mut out = Limits::default();
+    let dur = |v: &Option<NumOrStr>, key: &str, p: &mut Problems<'_>, slot: &mut Duration| {
+        if let Some(v) = v {
+            match v.duration() {
+                Ok(d) if d.is_zero() => p.at(&format!("limits.{key}"), "must be more than zero"),
+                Ok(d) => *slot = d,
+                Err(e) => p.at(&format!("limits.{key}"), e),
+            }
+        }
+    };
+    dur(&l.idle_timeout, "idle_timeout", p, &mut out.idle_timeout);
+    dur(&l.max_session, "max_session", p, &mut out.max_session);
+    if let Some(v) = &l.shutdown_grace {
+        match v.duration() {
+            Ok(d) => out.shutdown_grace = d,
+            Err(e) => p.at("limits.shutdown_grace", e),
+        }
+    }
+    if let Some(n) = l.max_connections {
+        if n == 0 || n > 1_000_000 {
+            p.at("limits.max_connections", "must be between 1 and 1000000");
+        } else {
+            out.max_connections = n as usize;
+        }
+    }
+    if let Some(n) = l.max_per_source {
+        if n == 0 {
+            p.at("limits.max_per_source", "must be at least 1");
+        } else {
+            out.max_per_source = n as usize;
+        }
+    }
+    if let Some(v) = &l.max_bytes_in {
+        match v.size() {
+            Ok(0) => p.at("limits.max_bytes_in", "must be more than zero"),
+            Ok(n) => out.max_bytes_in = n,
+            Err(e) => p.at("limits.max_bytes_in", e),
+        }
+    }
+    if let Some(v) = &l.max_read {
+        match v.size() {
+            Ok(n) if (16..=16 << 20).contains(&n) => out.max_read = n as usize,
+            Ok(_) => p.at("limits.max_read", "must be between 16 bytes and 16MiB"),
+            Err(e) => p.at("limits.max_read", e),
+        }
+    }
+    if let Some(r) = l.udp_replies_per_second {
+        if !(r.is_finite() && r >= 0.0) {
+            p.at("limits.udp_replies_per_second", "must be zero or more");
+        } else {
+            out.udp_replies_per_second = r;
+        }
+    }
+    if let Some(b) = l.udp_reply_burst {
+        out.udp_reply_burst = b;
+    }
+    if let Some(a) = l.udp_allow_amplification {
+        out.udp_allow_amplification = a;
+    }
+    out
+}
+
+fn validate_storage(s: &StorageRaw, p: &mut Problems<'_>) -> Storage {
+    let mut out = Storage::default();
+    if let Some(j) = &s.jsonl {
+        if j.is_empty() {
+            p.at("storage.jsonl", "path is empty");
+        }
+        out.jsonl = Some(PathBuf::from(j));
+    }
+    if let Some(v) = &s.jsonl_max_size {
+        match v.size() {
+            Ok(n) if n >= 4096 => out.jsonl_max_size = n,
+            Ok(_) => p.at("storage.jsonl_max_size", "must be at least 4096 bytes"),
+            Err(e) => p.at("storage.jsonl_max_size", e),
+        }
+    }
+    if let Some(k) = s.jsonl_keep {
+        out.jsonl_keep = k;
+    }
+    if let Some(b) = s.batch {
+        if b == 0 || b > 1_000_000 {
+            p.at("storage.batch", "must be between 1 and 1000000");
+        } else {
+            out.batch = b;
+        }
+    }
+    if let Some(q) = s.queue {
+        if q < 16 {
+            p.at("storage.queue", "must be at least 16");
+        } else {
+            out.queue = q;
+        }
+    }
+    match s.synchronous.as_deref() {
+        None | Some("full") => {}
+        Some("normal") => out.synchronous_full = false,
+        Some(other) => p.at(
+            "storage.synchronous",
+            format!("{other:?} is not \"full\" or \"normal\""),
+        ),
+    }
+    out
+}
+
+impl Validated {
+    /// Number of sockets `build` will bind.
+    pub fn socket_count(&self) -> usize {
+        self.listeners.iter().map(|l| l.binds.len()).sum()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Does the I/O: reads reply/banner files, compiles regexes, loads or makes certificates.
+    pub fn build(self) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut listeners = Vec::new();
+        for (i, plan) in self.listeners.into_iter().enumerate() {
+            let at = format!("listeners[{i}]");
+            let persona = match plan.persona.build(&self.base_dir) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(ConfigError {
+                        path: at.clone(),
+                        pos: None,
+                        message: e,
+                    });
+                    continue;
+                }
+            };
+            let tls = match &plan.tls {
+                None => None,
+                Some(t) => match tls::build(t, &self.base_dir) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.push(ConfigError {
+                            path: format!("{at}.tls"),
+                            pos: None,
+                            message: e,
+                        });
+                        continue;
+                    }
+                },
+            };
+            listeners.push(ListenerSpec {
+                name: plan.name,
+                persona_name: plan.persona_name,
+                persona,
+                allow: plan.allow,
+                tls,
+                binds: plan.binds,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors {
+                source_name: "config".into(),
+                errors,
+            });
+        }
+        Ok(Config {
+            sensor: self.raw.sensor.clone().unwrap_or_else(hostname),
+            limits: self.limits,
+            storage: self.storage,
+            listeners,
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "honeyport".to_string())
+}
+
+/// Resolves a path from the config against the config file's directory.
+pub fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    let pb = PathBuf::from(p);
+    if pb.is_absolute() {
+        pb
+    } else {
+        base.join(pb)
+    }
+}
+
+/// Checks that a file named in the config can be read; records a problem if not.
+pub fn check_readable(base: &Path, file: &str, at: &str, p: &mut Problems<'_>) {
+    let path = resolve_path(base, file);
+    if let Err(e) = std::fs::File::open(&path) {
+        p.at(at, format!("cannot read {}: {e}", path.display()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(src: &str) -> Vec<ConfigError> {
+        match validate_str(src, "t.toml", Path::new(".")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.errors,
+        }
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        let v = validate_str(DEFAULT_CONFIG, "default", Path::new(".")).unwrap();
+        assert!(v.socket_count() >= 3);
+        for l in &v.listeners {
+            for (_, a) in &l.binds {
+                assert!(
+                    a.ip().is_loopback(),
+                    "default config must stay on loopback: {a}"
+                );
+                assert!(a.port() >= 1024);
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_is_reported_with_a_position() {
+        let src = r#"
+[personas.a]
+type = "scripted"
+loop = 3
+
+[[personas.a.rules]]
+regex = "(unclosed"
+reply = "x"
+
+[[listeners]]
+ports = "26,9-1"
+persona = "a"
+
+[[listeners]]
+ports = 27
+persona = "nope"
+"#;
+        let e = errs(src);
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"personas.a.rules[0].regex"), "{e:?}");
+        assert!(paths.contains(&"listeners[0].ports"), "{e:?}");
+        assert!(paths.contains(&"listeners[1].persona"), "{e:?}");
+        let regex_err = e
+            .iter()
+            .find(|e| e.path == "personas.a.rules[0].regex")
+            .unwrap();
+        assert_eq!(regex_err.pos.map(|p| p.0), Some(7));
+        let persona_err = e.iter().find(|e| e.path == "listeners[1].persona").unwrap();
+        assert_eq!(persona_err.pos.map(|p| p.0), Some(16));
+    }
+
+    #[test]
+    fn overlapping_binds_are_refused() {
+        let src = r#"
+[personas.a]
+type = "scripted"
+[[listeners]]
+ports = "25-27"
+bind = ["0.0.0.0"]
+persona = "a"
+[[listeners]]
+ports = 26
+bind = ["127.0.0.1"]
+persona = "a"
+[[listeners]]
+ports = 26
+bind = ["::1"]
+persona = "a"
+"#;
+        let e = errs(src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].message.contains("overlaps"), "{e:?}");
+        assert_eq!(e[0].path, "listeners[1].ports");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = errs("[limits]\nidle_timeout = \n");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].pos.map(|p| p.0), Some(2), "{e:?}");
+    }
+
+    #[test]
+    fn inheritance_cycle_and_unknown_parent() {
+        let src = r#"
+[personas.a]
+type = "scripted"
+inherit = "b"
+[personas.b]
+type = "scripted"
+inherit = "a"
+[personas.c]
+type = "scripted"
+inherit = "zzz"
+"#;
+        let e = errs(src);
+        assert!(e.iter().any(|e| e.message.contains("cycle")), "{e:?}");
+        assert!(e.iter().any(|e| e.message.contains("zzz")), "{e:?}");
+    }
+
+    #[test]
+    fn bad_limits_and_files() {
+        let src = r#"
+[limits]
+idle_timeout = "soon"
+max_read = "1GiB"
+[personas.a]
+type = "scripted"
+banner = { file = "/nonexistent/banner.txt" }
+[[listeners]]
+ports = 2
+persona = "a"
+tls = { cert = "/nonexistent/c.pem", key = "/nonexistent/k.pem" }
+allow = ["10.0.0.0/33"]
+"#;
+        let e = errs(src);
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "limits.idle_timeout",
+            "limits.max_read",
+            "personas.a.banner",
+            "listeners[0].tls.cert",
+            "listeners[0].tls.key",
+            "listeners[0].allow[0]",
+        ] {
+            assert!(paths.contains(&want), "missing {want}: {e:?}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! honeyport: a honeypot sensor that listens on any set of ports and answers with believable
+//! personas, recording every byte.
+//!
+//! # Layout
+//!
+//! - [`config`]: raw serde types -> `validate` (pure, every error with its position) -> `build`
+//! - [`listener`]: bind, accept, slots (global + per source), [`listener::conn::Conn`]
+//!   (capped, timed, recorded I/O), UDP flows, session start/end pairing
+//! - [`persona`]: the personas; one file per persona, one variant in `PersonaRaw`/`Persona`
+//! - [`tls`]: rustls server configs (given PEM or self-signed)
+//! - [`pipeline`]: bounded event queue -> writer thread -> sinks; backpressure and loss counts
+//! - [`sink`]: SQLite (store of record) and rotating JSON lines
+//! - [`store`]: the read side: schema and queries for the CLI
+//! - [`app`]: wiring used by `honeyport run` and the tests
+//!
+//! Events themselves are defined in the `honeyport-event` crate.
+
+pub mod app;
+pub mod config;
+pub mod listener;
+pub mod persona;
+pub mod pipeline;
+pub mod sink;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,346 @@
+//! `Conn`: one peer, as a persona sees it. Every read has a byte cap and a deadline; every
+//! byte in and out is recorded; shutdown and limits end it with the reason recorded.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use honeyport_event::{
+    EndReason, Event, EventKind, Payload, SessionId, Timestamp, Transport, SCHEMA_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::udp::UdpFlow;
+use super::Shared;
+
+/// Why a session ends; returned by every `Conn` call that can end it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct End {
+    pub reason: EndReason,
+    /// Which limit, for `EndReason::Limit`.
+    pub limit: Option<&'static str>,
+}
+
+impl End {
+    pub fn new(reason: EndReason) -> End {
+        End {
+            reason,
+            limit: None,
+        }
+    }
+    pub fn persona() -> End {
+        End::new(EndReason::Persona)
+    }
+    pub fn limit(which: &'static str) -> End {
+        End {
+            reason: EndReason::Limit,
+            limit: Some(which),
+        }
+    }
+}
+
+/// Who the session is between.
+#[derive(Clone, Debug)]
+pub struct SessionMeta {
+    pub id: SessionId,
+    pub transport: Transport,
+    pub src: SocketAddr,
+    /// The real local address of the connection (or the datagram's destination).
+    pub dst: SocketAddr,
+}
+
+impl SessionMeta {
+    pub fn event(&self, sensor: &str, kind: EventKind) -> Event {
+        Event {
+            v: SCHEMA_VERSION,
+            timestamp: Timestamp::now(),
+            sensor: sensor.to_string(),
+            session: self.id.clone(),
+            transport: self.transport,
+            src_ip: self.src.ip(),
+            src_port: self.src.port(),
+            dst_ip: self.dst.ip(),
+            dst_port: self.dst.port(),
+            kind,
+        }
+    }
+}
+
+pub(crate) enum Io {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Udp(UdpFlow),
+}
+
+thread_local! {
+    /// Scratch buffer for plain TCP reads: an idle connection holds no read buffer at all;
+    /// bytes are copied out into a right-sized Vec once they arrived.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Io {
+    async fn read(&mut self, cap: usize) -> io::Result<Vec<u8>> {
+        match self {
+            Io::Tcp(s) => loop {
+                s.readable().await?;
+                let r = SCRATCH.with(|b| {
+                    let mut b = b.borrow_mut();
+                    if b.len() < cap {
+                        b.resize(cap, 0);
+                    }
+                    s.try_read(&mut b[..cap]).map(|n| b[..n].to_vec())
+                });
+                match r {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            },
+            Io::Tls(s) => {
+                let mut buf = vec![0u8; cap.min(16 << 10)];
+                let n = s.read(&mut buf).await?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Io::Udp(f) => Ok(f.recv(cap).await),
+        }
+    }
+
+    async fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
+        match self {
+            Io::Tcp(s) => s.write_all(b).await,
+            Io::Tls(s) => {
+                s.write_all(b).await?;
+                s.flush().await
+            }
+            Io::Udp(_) => Err(io::Error::other("udp writes go through send_udp")),
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Io::Tcp(s) => {
+                let _ = s.shutdown().await;
+            }
+            Io::Tls(s) => {
+                let _ = s.shutdown().await;
+            }
+            Io::Udp(_) => {}
+        }
+    }
+}
+
+/// One peer, as a persona sees it.
+pub struct Conn {
+    io: Io,
+    meta: SessionMeta,
+    shared: Arc<Shared>,
+    deadline: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Conn {
+    pub(crate) fn new(io: Io, meta: SessionMeta, shared: Arc<Shared>, started: Instant) -> Conn {
+        let deadline = started + shared.limits.max_session;
+        Conn {
+            io,
+            meta,
+            shared,
+            deadline,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.meta.transport
+    }
+
+    pub fn meta(&self) -> &SessionMeta {
+        &self.meta
+    }
+
+    pub fn max_read(&self) -> usize {
+        self.shared.limits.max_read
+    }
+
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_in, self.bytes_out)
+    }
+
+    /// Records an event for this session.
+    pub async fn emit(&self, kind: EventKind) {
+        self.shared
+            .events
+            .send(self.meta.event(&self.shared.sensor, kind))
+            .await;
+    }
+
+    /// The next read's cap: the per-read size, or what is left of the per-session byte budget.
+    fn cap(&self) -> Result<usize, End> {
+        let left = self
+            .shared
+            .limits
+            .max_bytes_in
+            .saturating_sub(self.bytes_in);
+        if left == 0 {
+            return Err(End::limit("max_bytes_in"));
+        }
+        Ok((self.shared.limits.max_read as u64).min(left) as usize)
+    }
+
+    fn idle_deadline(&self) -> (Instant, bool) {
+        let idle = Instant::now() + self.shared.limits.idle_timeout;
+        if idle < self.deadline {
+            (idle, false)
+        } else {
+            (self.deadline, true)
+        }
+    }
+
+    /// One read from the peer: at most `max_read` bytes (and never past `max_bytes_in`),
+    /// within the idle timeout and the session's deadline. Recorded as `session.input`.
+    pub async fn read(&mut self) -> Result<Vec<u8>, End> {
+        let cap = self.cap()?;
+        let (deadline, is_session_deadline) = self.idle_deadline();
+        let hard_stop = self.shared.hard_stop.clone();
+        let r = tokio::select! {
+            biased;
+            _ = hard_stop.cancelled() => return Err(End::new(EndReason::Shutdown)),
+            r = tokio::time::timeout_at(deadline, self.io.read(cap)) => r,
+        };
+        let data = match r {
+            Err(_) if is_session_deadline => return Err(End::limit("max_session")),
+            Err(_) => return Err(End::new(EndReason::IdleTimeout)),
+            Ok(Err(e)) => return Err(io_end(&e)),
+            Ok(Ok(d)) if d.is_empty() => return Err(End::new(EndReason::PeerClosed)),
+            Ok(Ok(d)) => d,
+        };
+        self.record_input(&data).await;
+        Ok(data)
+    }
+
+    /// For read-all: after `pause`, returns what else is ready right now without waiting for
+    /// more, or `None` when nothing is (or the peer closed; the next `read` reports that).
+    pub async fn read_ready(&mut self, pause: Duration) -> Result<Option<Vec<u8>>, End> {
+        if !pause.is_zero() {
+            self.sleep(pause).await?;
+        }
+        let cap = match self.cap() {
+            Ok(c) => c,
+            Err(_) => return Ok(None),
+        };
+        // A zero timeout still polls the read once: it returns data only if it is ready.
+        match tokio::time::timeout(Duration::ZERO, self.io.read(cap)).await {
+            Ok(Ok(d)) if !d.is_empty() => {
+                self.record_input(&d).await;
+                Ok(Some(d))
+            }
+            Ok(Err(e)) => Err(io_end(&e)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn record_input(&mut self, data: &[u8]) {
+        self.bytes_in += data.len() as u64;
+        self.emit(EventKind::Input {
+            data: Payload(data.to_vec()),
+            len: data.len() as u64,
+        })
+        .await;
+    }
+
+    /// Sends bytes to the peer, within the idle timeout; recorded as `session.output`. For UDP
+    /// the reply may be cut to the triggering datagram's size or suppressed by the per-source
+    /// rate limit; what was actually sent is what is recorded.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), End> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if let Io::Udp(flow) = &mut self.io {
+            let outcome = flow.send(data, &self.shared).await;
+            match outcome {
+                super::udp::SendOutcome::Sent { len, truncated } => {
+                    self.bytes_out += len as u64;
+                    let sent = data[..len].to_vec();
+                    self.emit(EventKind::Output {
+                        data: Payload(sent),
+                        len: len as u64,
+                        truncated,
+                    })
+                    .await;
+                }
+                super::udp::SendOutcome::Suppressed(reason) => {
+                    self.emit(EventKind::OutputSuppressed {
+                        len: data.len() as u64,
+                        reason: reason.into(),
+                    })
+                    .await;
+                }
+                super::udp::SendOutcome::Failed(e) => return Err(io_end(&e)),
+            }
+            return Ok(());
+        }
+        let (deadline, is_session_deadline) = self.idle_deadline();
+        let hard_stop = self.shared.hard_stop.clone();
+        let r = tokio::select! {
+            biased;
+            _ = hard_stop.cancelled() => return Err(End::new(EndReason::Shutdown)),
+            r = tokio::time::timeout_at(deadline, self.io.write_all(data)) => r,
+        };
+        match r {
+            Err(_) if is_session_deadline => Err(End::limit("max_session")),
+            // The peer stopped reading: a write that cannot drain is an idle peer.
+            Err(_) => Err(End::new(EndReason::IdleTimeout)),
+            Ok(Err(e)) => Err(io_end(&e)),
+            Ok(Ok(())) => {
+                self.bytes_out += data.len() as u64;
+                self.emit(EventKind::Output {
+                    data: Payload(data.to_vec()),
+                    len: data.len() as u64,
+                    truncated: false,
+                })
+                .await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits (a configured delay), bounded by the session deadline and shutdown.
+    pub async fn sleep(&mut self, d: Duration) -> Result<(), End> {
+        let until = Instant::now() + d;
+        let hard_stop = self.shared.hard_stop.clone();
+        if until > self.deadline {
+            tokio::select! {
+                _ = hard_stop.cancelled() => Err(End::new(EndReason::Shutdown)),
+                _ = tokio::time::sleep_until(self.deadline) => Err(End::limit("max_session")),
+            }
+        } else {
+            tokio::select! {
+                _ = hard_stop.cancelled() => Err(End::new(EndReason::Shutdown)),
+                _ = tokio::time::sleep_until(until) => Ok(()),
+            }
+        }
+    }
+
+    /// Closes the connection (TLS close_notify, TCP FIN), bounded by a short deadline.
+    pub(crate) async fn close(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.close()).await;
+    }
+}
+
+/// Maps an I/O error to how the session ended: resets and broken pipes are the peer leaving.
+pub fn io_end(e: &io::Error) -> End {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::NotConnected => End::new(EndReason::PeerClosed),
+        _ => End::new(EndReason::IoError),
+    }
+}

@@ -1,0 +1,608 @@
+//! Listeners: bind, accept, slots, sessions.
+//!
+//! The caller binds ([`Sensor::bind`]) and the sensor serves ([`Sensor::serve`]). A global
+//! semaphore permit is taken *before* accept, so at most `max_connections` sessions exist; a
+//! per-source count caps one IP's share. Each session records `session.connect` first and
+//! exactly one `session.closed` last, whatever happens in between (a panic included).
+
+pub mod conn;
+pub mod udp;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use honeyport_event::{EndReason, EventKind, Payload, SessionId, Transport};
+use ipnet::IpNet;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, Limits};
+use crate::persona::Persona;
+use crate::pipeline::EventTx;
+use conn::{Conn, End, Io, SessionMeta};
+
+/// State shared by every listener and session of one sensor.
+pub struct Shared {
+    pub sensor: String,
+    pub limits: Limits,
+    pub events: EventTx,
+    slots: Arc<Semaphore>,
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+    /// Cancelled when shutdown starts: accept loops stop.
+    stop_accepting: CancellationToken,
+    /// Cancelled when the grace period is over: sessions end with reason `shutdown`.
+    hard_stop: CancellationToken,
+    tracker: TaskTracker,
+    udp_rate: udp::RateLimiter,
+    pub stats: SensorStats,
+}
+
+/// Counters reported at shutdown.
+#[derive(Debug, Default)]
+pub struct SensorStats {
+    pub sessions: AtomicU64,
+    pub open: AtomicU64,
+    /// Datagrams not handled because a limit was full (no session could be made).
+    pub udp_dropped: AtomicU64,
+    /// accept() errors (e.g. out of file descriptors).
+    pub accept_errors: AtomicU64,
+}
+
+impl Shared {
+    fn udp_rate_ok(&self, ip: IpAddr) -> bool {
+        self.udp_rate.allow(
+            ip,
+            self.limits.udp_replies_per_second,
+            self.limits.udp_reply_burst,
+        )
+    }
+
+    fn try_source(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut m = self.per_source.lock().ok()?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.limits.max_per_source {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            shared: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One session's share of its source IP's quota; given back on drop.
+struct SourceSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.shared.per_source.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// A listener's runtime half: shared by all its sockets.
+pub struct ListenerRt {
+    pub name: String,
+    pub persona_name: String,
+    pub persona: Persona,
+    pub allow: Option<Vec<IpNet>>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl ListenerRt {
+    fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match &self.allow {
+            None => true,
+            Some(nets) => nets.iter().any(|n| n.contains(&ip)),
+        }
+    }
+}
+
+enum Bound {
+    Tcp(TcpListener),
+    Udp(Arc<UdpSocket>),
+}
+
+struct BoundSocket {
+    rt: Arc<ListenerRt>,
+    local: SocketAddr,
+    sock: Bound,
+}
+
+/// What one bound socket is, for printing and tests.
+#[derive(Clone, Debug)]
+pub struct BoundInfo {
+    pub listener: String,
+    pub persona: String,
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// A sensor with every socket bound, ready to serve.
+pub struct Sensor {
+    sensor: String,
+    limits: Limits,
+    sockets: Vec<BoundSocket>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {transport} {addr} for listener {listener:?}: {source}")]
+pub struct BindError {
+    pub listener: String,
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+fn bind_socket(t: Transport, addr: SocketAddr) -> std::io::Result<Socket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let (ty, proto) = match t {
+        Transport::Tcp => (Type::STREAM, Protocol::TCP),
+        Transport::Udp => (Type::DGRAM, Protocol::UDP),
+    };
+    let s = Socket::new(domain, ty, Some(proto))?;
+    if addr.is_ipv6() {
+        // IPv4 gets its own socket; never let [::] swallow IPv4 as mapped addresses.
+        s.set_only_v6(true)?;
+    }
+    if t == Transport::Tcp {
+        s.set_reuse_address(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    if t == Transport::Tcp {
+        s.listen(4096)?;
+    }
+    Ok(s)
+}
+
+impl Sensor {
+    /// Binds every socket of every listener. Nothing is served until [`Sensor::serve`].
+    pub fn bind(cfg: Config) -> Result<Sensor, BindError> {
+        let mut sockets = Vec::new();
+        for l in cfg.listeners {
+            let rt = Arc::new(ListenerRt {
+                name: l.name.clone(),
+                persona_name: l.persona_name.clone(),
+                persona: l.persona.clone(),
+                allow: l.allow.clone(),
+                tls: l.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+            });
+            for &(t, addr) in &l.binds {
+                let err = |source| BindError {
+                    listener: l.name.clone(),
+                    transport: t,
+                    addr,
+                    source,
+                };
+                let s = bind_socket(t, addr).map_err(err)?;
+                let sock = match t {
+                    Transport::Tcp => Bound::Tcp(TcpListener::from_std(s.into()).map_err(err)?),
+                    Transport::Udp => {
+                        let u = UdpSocket::from_std(s.into()).map_err(err)?;
+                        if addr.ip().is_unspecified() {
+                            udp::enable_pktinfo(&u, addr.is_ipv6()).map_err(err)?;
+                        }
+                        Bound::Udp(Arc::new(u))
+                    }
+                };
+                let local = match &sock {
+                    Bound::Tcp(l) => l.local_addr(),
+                    Bound::Udp(u) => u.local_addr(),
+                }
+                .map_err(err)?;
+                sockets.push(BoundSocket {
+                    rt: rt.clone(),
+                    local,
+                    sock,
+                });
+            }
+        }
+        Ok(Sensor {
+            sensor: cfg.sensor,
+            limits: cfg.limits,
+            sockets,
+        })
+    }
+
+    /// Every bound socket, with its real (OS-assigned for port 0) address.
+    pub fn bound(&self) -> Vec<BoundInfo> {
+        self.sockets
+            .iter()
+            .map(|s| BoundInfo {
+                listener: s.rt.name.clone(),
+                persona: s.rt.persona_name.clone(),
+                transport: match s.sock {
+                    Bound::Tcp(_) => Transport::Tcp,
+                    Bound::Udp(_) => Transport::Udp,
+                },
+                addr: s.local,
+                tls: s.rt.tls.is_some(),
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, gives open sessions
+    /// `shutdown_grace` to finish, ends the rest with reason `shutdown`, and returns once every
+    /// session has recorded its end. The caller then drops its `EventTx` and finishes the
+    /// pipeline, which flushes.
+    pub async fn serve(
+        self,
+        events: EventTx,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> ServeReport {
+        let shared = Arc::new(Shared {
+            sensor: self.sensor,
+            slots: Arc::new(Semaphore::new(self.limits.max_connections)),
+            limits: self.limits,
+            events,
+            per_source: Mutex::new(HashMap::new()),
+            stop_accepting: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            udp_rate: udp::RateLimiter::default(),
+            stats: SensorStats::default(),
+        });
+        let mut loops = Vec::new();
+        for s in self.sockets {
+            let sh = shared.clone();
+            loops.push(match s.sock {
+                Bound::Tcp(l) => tokio::spawn(accept_loop(sh, s.rt, l)),
+                Bound::Udp(u) => tokio::spawn(udp_loop(sh, s.rt, u, s.local)),
+            });
+        }
+        shutdown.await;
+        shared.stop_accepting.cancel();
+        for l in loops {
+            let _ = l.await;
+        }
+        shared.tracker.close();
+        let open_at_stop = shared.stats.open.load(Ordering::Relaxed);
+        let graceful = tokio::time::timeout(shared.limits.shutdown_grace, shared.tracker.wait())
+            .await
+            .is_ok();
+        if !graceful {
+            shared.hard_stop.cancel();
+            shared.tracker.wait().await;
+        }
+        ServeReport {
+            sessions: shared.stats.sessions.load(Ordering::Relaxed),
+            open_at_stop,
+            ended_by_shutdown: !graceful,
+            udp_dropped: shared.stats.udp_dropped.load(Ordering::Relaxed),
+            accept_errors: shared.stats.accept_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What `serve` did.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeReport {
+    pub sessions: u64,
+    pub open_at_stop: u64,
+    pub ended_by_shutdown: bool,
+    pub udp_dropped: u64,
+    pub accept_errors: u64,
+}
+
+async fn accept_loop(shared: Arc<Shared>, rt: Arc<ListenerRt>, listener: TcpListener) {
+    let stop = shared.stop_accepting.clone();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        // A store that cannot keep up slows accepting before anything is dropped.
+        while shared.events.pressure_high() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: our fault or the host's, not the peer's.
+                    shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, listener = %rt.name, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(5);
+        let _ = stream.set_nodelay(true);
+        let sh = shared.clone();
+        let rt = rt.clone();
+        shared.tracker.spawn(async move {
+            let local = match stream.local_addr() {
+                Ok(a) => a,
+                Err(_) => return, // already gone before we looked: nothing was exchanged
+            };
+            let meta = SessionMeta {
+                id: new_session_id(),
+                transport: Transport::Tcp,
+                src: peer,
+                dst: local,
+            };
+            run_session(sh, rt, meta, permit, SessionIo::Tcp(stream)).await;
+        });
+    }
+}
+
+async fn udp_loop(
+    shared: Arc<Shared>,
+    rt: Arc<ListenerRt>,
+    sock: Arc<UdpSocket>,
+    local: SocketAddr,
+) {
+    let stop = shared.stop_accepting.clone();
+    let table: Arc<udp::FlowTable> = Arc::new(Mutex::new(HashMap::new()));
+    let wildcard = local.ip().is_unspecified();
+    let mut buf = vec![0u8; shared.limits.max_read.max(2048)];
+    loop {
+        while shared.events.pressure_high() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        let (n, peer, dst_ip) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = udp::recv_from_to(&sock, &mut buf, local, wildcard) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp recv error");
+                    continue;
+                }
+            },
+        };
+        let data = buf[..n].to_vec();
+        match udp::route(&table, &sock, peer, dst_ip, wildcard, data) {
+            udp::Route::Queued => {}
+            udp::Route::Full => {
+                shared.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            udp::Route::New(flow) => {
+                let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+                    shared.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                    udp::forget_now(&table, peer, dst_ip);
+                    continue;
+                };
+                let meta = SessionMeta {
+                    id: new_session_id(),
+                    transport: Transport::Udp,
+                    src: peer,
+                    dst: SocketAddr::new(dst_ip, local.port()),
+                };
+                let sh = shared.clone();
+                let rt = rt.clone();
+                let table = table.clone();
+                shared.tracker.spawn(async move {
+                    run_session(sh, rt, meta, permit, SessionIo::Udp(flow)).await;
+                    udp::forget(&table, peer, dst_ip);
+                });
+            }
+        }
+    }
+}
+
+fn new_session_id() -> SessionId {
+    SessionId::from_u64(rand::random())
+}
+
+enum SessionIo {
+    Tcp(TcpStream),
+    Udp(udp::UdpFlow),
+}
+
+/// Emits `session.closed` exactly once: explicitly at the end, or from `Drop` if the session
+/// task is torn down early.
+struct CloseGuard {
+    shared: Arc<Shared>,
+    meta: SessionMeta,
+    started: Instant,
+    done: bool,
+}
+
+impl CloseGuard {
+    fn closed_event(&self, end: End, bytes: (u64, u64)) -> honeyport_event::Event {
+        self.meta.event(
+            &self.shared.sensor,
+            EventKind::Closed {
+                duration: self.started.elapsed().as_secs_f64(),
+                bytes_in: bytes.0,
+                bytes_out: bytes.1,
+                reason: end.reason,
+                limit: end.limit.map(str::to_string),
+            },
+        )
+    }
+
+    async fn close(mut self, end: End, bytes: (u64, u64)) {
+        self.done = true;
+        let ev = self.closed_event(end, bytes);
+        self.shared.events.send(ev).await;
+    }
+}
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        self.shared.stats.open.fetch_sub(1, Ordering::Relaxed);
+        if !self.done {
+            let ev = self.closed_event(End::new(EndReason::Internal), (0, 0));
+            self.shared.events.send_detached(ev);
+        }
+    }
+}
+
+async fn run_session(
+    shared: Arc<Shared>,
+    rt: Arc<ListenerRt>,
+    meta: SessionMeta,
+    permit: OwnedSemaphorePermit,
+    io: SessionIo,
+) {
+    let _permit = permit;
+    let started = Instant::now();
+    shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
+    shared.stats.open.fetch_add(1, Ordering::Relaxed);
+    let guard = CloseGuard {
+        shared: shared.clone(),
+        meta: meta.clone(),
+        started,
+        done: false,
+    };
+    let tls = rt.tls.is_some() && meta.transport == Transport::Tcp;
+    shared
+        .events
+        .send(meta.event(
+            &shared.sensor,
+            EventKind::Connect {
+                listener: rt.name.clone(),
+                persona: rt.persona_name.clone(),
+                tls,
+            },
+        ))
+        .await;
+
+    if !rt.allows(meta.src.ip()) {
+        if let SessionIo::Tcp(s) = io {
+            drop(s);
+        }
+        guard.close(End::new(EndReason::NotAllowed), (0, 0)).await;
+        return;
+    }
+    let Some(_source) = shared.try_source(meta.src.ip()) else {
+        guard.close(End::limit("max_per_source"), (0, 0)).await;
+        return;
+    };
+
+    let io = match io {
+        SessionIo::Udp(f) => Io::Udp(f),
+        SessionIo::Tcp(stream) => match &rt.tls {
+            None => Io::Tcp(stream),
+            Some(acceptor) => match tls_accept(&shared, &meta, acceptor, stream, started).await {
+                Ok(s) => Io::Tls(Box::new(s)),
+                Err((end, bytes_in)) => {
+                    guard.close(end, (bytes_in, 0)).await;
+                    return;
+                }
+            },
+        },
+    };
+    let mut conn = Conn::new(io, meta, shared.clone(), started);
+    let end = match std::panic::AssertUnwindSafe(rt.persona.serve(&mut conn))
+        .catch_unwind()
+        .await
+    {
+        Ok(end) => end,
+        Err(_) => {
+            tracing::error!(session = %conn.meta().id, "persona panicked: this is a bug");
+            End::new(EndReason::Internal)
+        }
+    };
+    if end.reason != EndReason::PeerClosed {
+        conn.close().await;
+    }
+    let bytes = conn.bytes();
+    drop(conn);
+    guard.close(end, bytes).await;
+}
+
+/// Largest ClientHello prefix kept when a handshake fails.
+const TLS_CAPTURE: usize = 16 << 10;
+
+/// The TLS handshake. The first bytes are peeked (not consumed) so that, if the handshake
+/// fails, what the peer sent (a plaintext request on a TLS port, say) is recorded.
+async fn tls_accept(
+    shared: &Arc<Shared>,
+    meta: &SessionMeta,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    started: Instant,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, (End, u64)> {
+    let deadline =
+        (Instant::now() + shared.limits.idle_timeout).min(started + shared.limits.max_session);
+    let hard_stop = shared.hard_stop.clone();
+    let mut peek_buf = vec![0u8; TLS_CAPTURE.min(shared.limits.max_read)];
+    let peeked = tokio::select! {
+        _ = hard_stop.cancelled() => return Err((End::new(EndReason::Shutdown), 0)),
+        r = tokio::time::timeout_at(deadline, stream.peek(&mut peek_buf)) => match r {
+            Err(_) => return Err((End::new(EndReason::IdleTimeout), 0)),
+            Ok(Err(e)) => return Err((conn::io_end(&e), 0)),
+            Ok(Ok(0)) => return Err((End::new(EndReason::PeerClosed), 0)),
+            Ok(Ok(n)) => n,
+        },
+    };
+    peek_buf.truncate(peeked);
+    let result = tokio::select! {
+        _ = hard_stop.cancelled() => return Err((End::new(EndReason::Shutdown), 0)),
+        r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => r,
+    };
+    let err = match result {
+        Ok(Ok(s)) => {
+            let c = s.get_ref().1;
+            let kind = EventKind::TlsHandshake {
+                version: c
+                    .protocol_version()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default(),
+                cipher: c
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()))
+                    .unwrap_or_default(),
+                sni: c.server_name().map(str::to_string),
+                alpn: c.alpn_protocol().map(|a| Payload(a.to_vec())),
+            };
+            shared.events.send(meta.event(&shared.sensor, kind)).await;
+            return Ok(s);
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "handshake timed out".to_string(),
+    };
+    let len = peek_buf.len() as u64;
+    shared
+        .events
+        .send(meta.event(
+            &shared.sensor,
+            EventKind::TlsFailed {
+                error: err,
+                data: Payload(peek_buf),
+                len,
+            },
+        ))
+        .await;
+    Err((End::new(EndReason::TlsFailed), len))
+}

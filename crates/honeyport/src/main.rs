@@ -1,0 +1,314 @@
+//! The `honeyport` command: parse the CLI, call the library, map errors to exit codes.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use honeyport::config::{self, ConfigErrors, Validated};
+use honeyport::store::{EventFilter, Store};
+use honeyport_event::{Event, EventKind};
+
+#[derive(Parser)]
+#[command(
+    name = "honeyport",
+    version,
+    about = "A fast, safe honeypot sensor: personas on any port, every byte recorded"
+)]
+struct Cli {
+    /// Where the store lives (SQLite database, JSON-lines files).
+    #[arg(
+        long,
+        global = true,
+        default_value = "./honeyport-data",
+        env = "HONEYPORT_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the sensor until SIGINT or SIGTERM. Without -c, a built-in loopback config is used.
+    Run {
+        /// Config file (TOML).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file: report every error with its position, bind nothing.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Show recorded events, newest first.
+    Events {
+        /// Only events whose destination port is N.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Only events from this source IP.
+        #[arg(long)]
+        src: Option<IpAddr>,
+        /// Only events of this session.
+        #[arg(long)]
+        session: Option<String>,
+        /// At most N events.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON event per line (the same form as the JSON-lines sink).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the built-in default config.
+    DefaultConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("honeyport: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(config: Option<&Path>) -> Result<Validated, ConfigErrors> {
+    match config {
+        Some(p) => config::load(p),
+        None => config::validate_str(
+            config::DEFAULT_CONFIG,
+            "<built-in default config>",
+            Path::new("."),
+        ),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Check { config } => match load(Some(&config)) {
+            Ok(v) => {
+                println!("{}: ok ({} sockets)", config.display(), v.socket_count());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprint!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Cmd::DefaultConfig => {
+            print!("{}", config::DEFAULT_CONFIG);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { config } => {
+            let v = match load(config.as_deref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            if config.is_none() {
+                println!("honeyport: no -c FILE given; using the built-in default config (loopback only; `honeyport default-config` prints it)");
+            }
+            let mut cfg = match v.build() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let nofile = honeyport::app::raise_nofile_limit();
+            let ceiling = honeyport::app::apply_fd_ceiling(&mut cfg, nofile);
+            tracing::info!(
+                open_files = nofile,
+                max_connections = ceiling,
+                "connection ceiling"
+            );
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(serve(cfg, &cli.data_dir))
+        }
+        Cmd::Events {
+            port,
+            src,
+            session,
+            limit,
+            json,
+        } => {
+            let store = Store::open(&cli.data_dir)?;
+            let evs = store.events(&EventFilter {
+                port,
+                src,
+                session,
+                limit: Some(limit),
+            })?;
+            let mut out = std::io::stdout().lock();
+            for ev in &evs {
+                let line = if json { ev.to_json() } else { render(ev) };
+                if writeln!(out, "{line}").is_err() {
+                    break; // stdout closed (e.g. piped into head)
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(cfg: honeyport::config::Config, data_dir: &Path) -> anyhow::Result<ExitCode> {
+    let sensor = cfg.sensor.clone();
+    let running = honeyport::app::start(cfg, data_dir)
+        .await
+        .context("starting the sensor")?;
+    {
+        let mut out = std::io::stdout().lock();
+        for b in &running.bound {
+            let _ = writeln!(
+                out,
+                "honeyport: listening on {} {} (listener {}, persona {}{})",
+                b.transport,
+                b.addr,
+                b.listener,
+                b.persona,
+                if b.tls { ", TLS" } else { "" }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "honeyport: sensor {sensor:?} storing events in {}",
+            data_dir.display()
+        );
+        let _ = out.flush();
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new sessions; open sessions get the grace period");
+    let report = running.stop().await;
+    let p = report.pipeline;
+    println!(
+        "honeyport: stopped. sessions={} open_at_stop={} events_written={} events_dropped={} store_stalls={} udp_datagrams_dropped={} accept_errors={}",
+        report.serve.sessions,
+        report.serve.open_at_stop,
+        p.written,
+        p.dropped,
+        p.stalls,
+        report.serve.udp_dropped,
+        report.serve.accept_errors
+    );
+    if report.lost() > 0 {
+        tracing::error!(lost = report.lost(), "events were lost");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// One event as a line for people.
+fn render(ev: &Event) -> String {
+    let detail = match &ev.kind {
+        EventKind::Connect {
+            listener,
+            persona,
+            tls,
+        } => {
+            format!(
+                "listener={listener} persona={persona}{}",
+                if *tls { " tls" } else { "" }
+            )
+        }
+        EventKind::Input { data, len } => format!("{len}B \"{}\"", clip(&data.escaped())),
+        EventKind::Output {
+            data,
+            len,
+            truncated,
+        } => {
+            format!(
+                "{len}B{} \"{}\"",
+                if *truncated { " (truncated)" } else { "" },
+                clip(&data.escaped())
+            )
+        }
+        EventKind::OutputSuppressed { len, reason } => format!("{len}B not sent: {reason}"),
+        EventKind::RuleMatch {
+            rule,
+            action,
+            match_len,
+        } => format!("rule={rule} action={action} match_len={match_len}"),
+        EventKind::TlsHandshake {
+            version,
+            cipher,
+            sni,
+            ..
+        } => {
+            format!(
+                "{version} {cipher}{}",
+                sni.as_ref()
+                    .map(|s| format!(" sni={s}"))
+                    .unwrap_or_default()
+            )
+        }
+        EventKind::TlsFailed { error, data, len } => {
+            format!("{error}; {len}B \"{}\"", clip(&data.escaped()))
+        }
+        EventKind::Closed {
+            duration,
+            bytes_in,
+            bytes_out,
+            reason,
+            limit,
+        } => format!(
+            "reason={}{} duration={duration:.3}s in={bytes_in}B out={bytes_out}B",
+            reason.as_str(),
+            limit
+                .as_ref()
+                .map(|l| format!(" limit={l}"))
+                .unwrap_or_default()
+        ),
+    };
+    format!(
+        "{} {} {:<24} {} {}:{} -> {}:{} {}",
+        ev.timestamp,
+        ev.session,
+        ev.kind.eventid(),
+        ev.transport,
+        ev.src_ip,
+        ev.src_port,
+        ev.dst_ip,
+        ev.dst_port,
+        detail
+    )
+}
+
+fn clip(s: &str) -> String {
+    const MAX: usize = 160;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(MAX).collect();
+        t.push_str("...");
+        t
+    }
+}

@@ -1,0 +1,106 @@
+//! Personas: the protocol faces a listener serves.
+//!
+//! A persona is one config variant ([`PersonaRaw`], picked by `type = "..."`) plus one built
+//! type. Sockets, slots, limits and the session start/end events belong to the listener
+//! ([`crate::listener`]); a persona only talks to the peer through a [`Conn`].
+
+pub mod bytes;
+pub mod scripted;
+pub mod template;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use honeyport_event::Transport;
+use serde::Deserialize;
+
+use crate::config::Problems;
+use crate::listener::conn::{Conn, End};
+
+/// A persona as written in the config file; `type = "..."` picks the variant.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PersonaRaw {
+    /// Declarative banner / rules / replies: everything tcp-honeypot and simple_listener do.
+    Scripted(scripted::ScriptedRaw),
+}
+
+impl PersonaRaw {
+    /// The persona this one inherits from, if any.
+    pub fn inherit(&self) -> Option<&str> {
+        match self {
+            PersonaRaw::Scripted(s) => s.inherit.as_deref(),
+        }
+    }
+
+    /// A copy of `self` with every field it leaves unset taken from `base`.
+    pub fn merged_over(&self, base: &PersonaRaw) -> Result<PersonaRaw, String> {
+        match (self, base) {
+            (PersonaRaw::Scripted(a), PersonaRaw::Scripted(b)) => {
+                Ok(PersonaRaw::Scripted(a.merged_over(b)))
+            }
+        }
+    }
+
+    /// Reads a listener's `[override]` table as a partial persona of the same type.
+    pub fn overlay(&self, table: &toml::Table) -> Result<PersonaRaw, String> {
+        match self {
+            PersonaRaw::Scripted(_) => table
+                .clone()
+                .try_into::<scripted::ScriptedRaw>()
+                .map(|mut s| {
+                    // An override cannot re-parent the persona; `inherit` is resolved already.
+                    s.inherit = None;
+                    PersonaRaw::Scripted(s)
+                })
+                .map_err(|e| e.message().trim().to_string()),
+        }
+    }
+
+    /// Checks this persona's own fields (no inheritance), recording problems at `at`.
+    pub fn validate(&self, at: &str, base_dir: &Path, p: &mut Problems<'_>) {
+        match self {
+            PersonaRaw::Scripted(s) => s.validate(at, base_dir, p),
+        }
+    }
+
+    /// Checks the final, merged persona against the transports of the listener using it.
+    pub fn validate_for_transports(
+        &self,
+        at: &str,
+        transports: &[Transport],
+        p: &mut Problems<'_>,
+    ) {
+        match self {
+            PersonaRaw::Scripted(s) => s.validate_final(at, transports, p),
+        }
+    }
+
+    /// Reads files and compiles patterns. Validation has run, so errors here are I/O races.
+    pub fn build(&self, base_dir: &Path) -> Result<Persona, String> {
+        match self {
+            PersonaRaw::Scripted(s) => Ok(Persona::Scripted(Arc::new(s.build(base_dir)?))),
+        }
+    }
+}
+
+/// A built persona, shared by every socket of its listener.
+#[derive(Clone)]
+pub enum Persona {
+    Scripted(Arc<scripted::Scripted>),
+}
+
+impl Persona {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Persona::Scripted(_) => "scripted",
+        }
+    }
+
+    /// Talks to one peer until it leaves, a limit trips, the persona is done, or shutdown.
+    pub async fn serve(&self, conn: &mut Conn) -> End {
+        match self {
+            Persona::Scripted(s) => s.serve(conn).await,
+        }
+    }
+}
