@@ -1,0 +1,202 @@
+//! Test harness: start the real sensor in-process from a TOML string, talk to it over real
+//! sockets, stop it gracefully, then read what the store holds.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use honeyport::app::{RunReport, Running};
+use honeyport::store::{EventFilter, Store};
+use honeyport_event::{Event, EventKind, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Generous bound for any single wait in a test (never a performance assertion).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestSensor {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+/// Validates, builds and starts a sensor from config text. Relative paths in the config
+/// resolve against `base` (default: the tests/fixtures dir).
+pub async fn start(toml: &str) -> TestSensor {
+    start_in(toml, &fixtures()).await
+}
+
+pub async fn start_in(toml: &str, base: &Path) -> TestSensor {
+    let v = match honeyport::config::validate_str(toml, "test.toml", base) {
+        Ok(v) => v,
+        Err(e) => panic!("test config invalid:\n{e}"),
+    };
+    let cfg = match v.build() {
+        Ok(c) => c,
+        Err(e) => panic!("test config does not build:\n{e}"),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = honeyport::app::start(cfg, dir.path()).await.expect("sensor starts");
+    TestSensor { running, dir }
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+impl TestSensor {
+    /// The TCP address of the listener named `name`.
+    pub fn tcp(&self, name: &str) -> SocketAddr {
+        self.running.addr(name, Transport::Tcp).unwrap_or_else(|| panic!("no tcp listener {name}"))
+    }
+
+    pub fn udp(&self, name: &str) -> SocketAddr {
+        self.running.addr(name, Transport::Udp).unwrap_or_else(|| panic!("no udp listener {name}"))
+    }
+
+    /// Graceful stop; returns the report and the store (read after every event is flushed).
+    pub async fn stop(self) -> Stopped {
+        let report = self.running.stop().await;
+        let store = Store::open(self.dir.path()).expect("store opens");
+        Stopped { report, store, _dir: self.dir }
+    }
+}
+
+pub struct Stopped {
+    pub report: RunReport,
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+impl Stopped {
+    /// Every event, oldest first.
+    pub fn all(&self) -> Vec<Event> {
+        let mut v = self.store.events(&EventFilter::default()).expect("events");
+        v.reverse();
+        v
+    }
+
+    /// Events grouped by session, in the order the sessions started.
+    pub fn sessions(&self) -> Vec<Vec<Event>> {
+        let mut order: Vec<String> = Vec::new();
+        let mut map: std::collections::HashMap<String, Vec<Event>> = Default::default();
+        for e in self.all() {
+            let id = e.session.0.clone();
+            if !map.contains_key(&id) {
+                order.push(id.clone());
+            }
+            map.entry(id).or_default().push(e);
+        }
+        order.into_iter().map(|id| map.remove(&id).unwrap_or_default()).collect()
+    }
+
+    /// Asserts the invariant every test relies on: each session has exactly one connect
+    /// (first) and exactly one closed (last), and nothing was lost.
+    pub fn assert_paired(&self) {
+        assert_eq!(self.report.lost(), 0, "events lost");
+        for s in self.sessions() {
+            let connects = s.iter().filter(|e| matches!(e.kind, EventKind::Connect { .. })).count();
+            let closes = s.iter().filter(|e| matches!(e.kind, EventKind::Closed { .. })).count();
+            assert_eq!((connects, closes), (1, 1), "session {} not paired: {s:#?}", s[0].session);
+            assert!(matches!(s[0].kind, EventKind::Connect { .. }), "connect is not first");
+            assert!(matches!(s.last().map(|e| &e.kind), Some(EventKind::Closed { .. })), "closed is not last");
+        }
+    }
+}
+
+/// Bytes the sensor received in a session, concatenated.
+pub fn input_of(s: &[Event]) -> Vec<u8> {
+    s.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Input { data, .. } => Some(data.0.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Bytes the sensor sent in a session, concatenated.
+pub fn output_of(s: &[Event]) -> Vec<u8> {
+    s.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Output { data, .. } => Some(data.0.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The session's end reason and limit.
+pub fn end_of(s: &[Event]) -> (honeyport_event::EndReason, Option<String>) {
+    match s.last().map(|e| &e.kind) {
+        Some(EventKind::Closed { reason, limit, .. }) => (*reason, limit.clone()),
+        other => panic!("last event is not session.closed: {other:?}"),
+    }
+}
+
+/// Names of the rules that matched, in order.
+pub fn rules_of(s: &[Event]) -> Vec<String> {
+    s.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::RuleMatch { rule, .. } => Some(rule.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub async fn connect(addr: SocketAddr) -> TcpStream {
+    tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.expect("connect timed out").expect("connect")
+}
+
+/// Reads until `needle` has been seen (returns everything read), or panics after WAIT.
+pub async fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !contains(&got, needle) {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => panic!("timed out waiting for {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&got)),
+            Ok(Ok(0)) => panic!("closed before {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&got)),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => panic!("read error {e}; got {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    got
+}
+
+/// Reads until the server closes; returns everything. Panics after WAIT.
+pub async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    match tokio::time::timeout(WAIT, s.read_to_end(&mut got)).await {
+        Err(_) => panic!("server did not close; got {:?}", String::from_utf8_lossy(&got)),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => got,
+        Ok(Err(e)) => panic!("read error {e}"),
+        Ok(Ok(_)) => got,
+    }
+}
+
+/// Reads whatever arrives within `d` (for asserting that nothing, or nothing more, comes).
+pub async fn read_for(s: &mut TcpStream, d: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => return got,
+        }
+    }
+}
+
+pub async fn send(s: &mut TcpStream, b: &[u8]) {
+    s.write_all(b).await.expect("write");
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Path of the built `honeyport` binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_honeyport")
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real sensor on 127.0.0.1:0 (and [::1]:0), real sockets, real
+//! clients. One binary; one module per area.
+
+mod cli;
+mod common;
+mod examples;
+mod limits;
+mod net;
+mod scripted;
+mod shutdown;
+mod smoke;
+mod tls;
+mod udp;
