@@ -1,6 +1,7 @@
 //! Integration tests: the real sensor on 127.0.0.1:0 (and [::1]:0), real sockets, real
 //! clients. One binary; one module per area.
 
+#![allow(clippy::unwrap_used)]
 mod cli;
 mod common;
 mod examples;
