@@ -166,6 +166,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(cfg: honeyport::config::Config, data_dir: &Path) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: a signal that arrives right after "listening" must stop us gracefully.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let sensor = cfg.sensor.clone();
     let running = honeyport::app::start(cfg, data_dir)
         .await
@@ -190,7 +194,10 @@ async fn serve(cfg: honeyport::config::Config, data_dir: &Path) -> anyhow::Resul
         );
         let _ = out.flush();
     }
-    wait_for_signal().await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     tracing::info!("shutting down: no new sessions; open sessions get the grace period");
     let report = running.stop().await;
     let p = report.pipeline;
@@ -209,21 +216,6 @@ async fn serve(cfg: honeyport::config::Config, data_dir: &Path) -> anyhow::Resul
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// One event as a line for people.

@@ -39,8 +39,10 @@ pub struct ConfigRaw {
     /// Where events go (see [`StorageRaw`]).
     #[serde(default)]
     pub storage: StorageRaw,
-    /// Named personas (and templates: a persona can `inherit` another).
-    #[serde(default)]
+    /// Named personas (and templates: a persona can `inherit` another). Read separately, one
+    /// persona at a time, so that a mistake in one is reported with its position and does not
+    /// hide mistakes elsewhere.
+    #[serde(default, skip_deserializing)]
     pub personas: BTreeMap<String, PersonaRaw>,
     /// The sockets to open and which persona serves each.
     #[serde(default)]
@@ -152,6 +154,7 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.pos {
+            Some((l, c)) if self.path.is_empty() => write!(f, "{l}:{c}: {}", self.message),
             Some((l, c)) => write!(f, "{l}:{c}: {}: {}", self.path, self.message),
             None if self.path.is_empty() => write!(f, "{}", self.message),
             None => write!(f, "{}: {}", self.path, self.message),
@@ -380,20 +383,32 @@ pub fn validate_str(
     source_name: &str,
     base_dir: &Path,
 ) -> Result<Validated, ConfigErrors> {
-    let raw: ConfigRaw = match toml::from_str(src) {
-        Ok(r) => r,
+    let mut doc = match toml::de::DeTable::parse(src) {
+        Ok(d) => d,
         Err(e) => {
-            let pos = e.span().map(|s| line_col(src, s.start));
             return Err(ConfigErrors {
                 source_name: source_name.to_string(),
-                errors: vec![ConfigError {
-                    path: String::new(),
-                    pos,
-                    message: e.message().trim().to_string(),
-                }],
+                errors: vec![serde_error(src, "", &e)],
             });
         }
     };
+    let personas_doc = doc.get_mut().remove("personas");
+    let mut errors = Vec::new();
+    let personas = read_personas(personas_doc, src, &mut errors);
+    let mut raw = match ConfigRaw::deserialize(toml::de::Deserializer::from(doc)) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.insert(0, serde_error(src, "", &e));
+            ConfigRaw::default()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ConfigErrors {
+            source_name: source_name.to_string(),
+            errors,
+        });
+    }
+    raw.personas = personas;
     let mut p = Problems::new(src);
     let v = validate(raw, base_dir, &mut p);
     if p.errors.is_empty() {
@@ -403,6 +418,93 @@ pub fn validate_str(
             source_name: source_name.to_string(),
             errors: p.errors,
         })
+    }
+}
+
+type Spanned<T> = toml::Spanned<T>;
+
+/// Reads `[personas]` one persona at a time: `type` picks the kind, the rest of the table is
+/// that kind's raw config. Errors keep their position in the file.
+fn read_personas(
+    doc: Option<Spanned<toml::de::DeValue<'_>>>,
+    src: &str,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, PersonaRaw> {
+    use toml::de::DeValue;
+    let mut other_err = |path: &str, offset: usize, message: String| {
+        errors.push(ConfigError {
+            path: path.to_string(),
+            pos: Some(line_col(src, offset)),
+            message,
+        })
+    };
+    let mut out = BTreeMap::new();
+    let mut errs_serde = Vec::new();
+    let Some(doc) = doc else { return out };
+    let span = doc.span();
+    let DeValue::Table(table) = doc.into_inner() else {
+        other_err(
+            "personas",
+            span.start,
+            "personas must be a table of named personas".into(),
+        );
+        return out;
+    };
+    for (name, value) in table {
+        let name = name.into_inner().to_string();
+        let at = format!("personas.{name}");
+        let vspan = value.span();
+        let DeValue::Table(mut t) = value.into_inner() else {
+            other_err(&at, vspan.start, "a persona must be a table".into());
+            continue;
+        };
+        let kind = match t.remove("type").map(|v| (v.span(), v.into_inner())) {
+            Some((_, DeValue::String(k))) => k.to_string(),
+            Some((s, _)) => {
+                other_err(
+                    &format!("{at}.type"),
+                    s.start,
+                    "type must be a string".into(),
+                );
+                continue;
+            }
+            None => {
+                other_err(
+                    &at,
+                    vspan.start,
+                    format!(
+                        "persona {name:?} has no type (known: {})",
+                        PersonaRaw::KINDS.join(", ")
+                    ),
+                );
+                continue;
+            }
+        };
+        let de = toml::de::ValueDeserializer::from(Spanned::new(vspan.clone(), DeValue::Table(t)));
+        match PersonaRaw::from_kind(&kind, de) {
+            Some(Ok(p)) => {
+                out.insert(name, p);
+            }
+            Some(Err(e)) => errs_serde.push(serde_error(src, &at, &e)),
+            None => other_err(
+                &format!("{at}.type"),
+                vspan.start,
+                format!(
+                    "unknown persona type {kind:?} (known: {})",
+                    PersonaRaw::KINDS.join(", ")
+                ),
+            ),
+        }
+    }
+    errors.extend(errs_serde);
+    out
+}
+
+fn serde_error(src: &str, path: &str, e: &toml::de::Error) -> ConfigError {
+    ConfigError {
+        path: path.to_string(),
+        pos: e.span().map(|s| line_col(src, s.start)),
+        message: e.message().trim().to_string(),
     }
 }
 

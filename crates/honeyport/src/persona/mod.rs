@@ -26,6 +26,21 @@ pub enum PersonaRaw {
 }
 
 impl PersonaRaw {
+    /// Every `type = "..."` this build knows.
+    pub const KINDS: &'static [&'static str] = &["scripted"];
+
+    /// Reads a persona of kind `kind` (the table without its `type` key). `None` for an
+    /// unknown kind.
+    pub fn from_kind<'de, D: serde::Deserializer<'de>>(
+        kind: &str,
+        de: D,
+    ) -> Option<Result<PersonaRaw, D::Error>> {
+        match kind {
+            "scripted" => Some(scripted::ScriptedRaw::deserialize(de).map(PersonaRaw::Scripted)),
+            _ => None,
+        }
+    }
+
     /// The persona this one inherits from, if any.
     pub fn inherit(&self) -> Option<&str> {
         match self {
