@@ -109,11 +109,13 @@ impl Io {
         }
     }
 
-    async fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
+    /// Writes all of `b`, counting in `done` what the socket (or, for TLS, rustls) took, so
+    /// that a write cut short by a deadline still tells how much went out.
+    async fn write_all_counted(&mut self, b: &[u8], done: &mut usize) -> io::Result<()> {
         match self {
-            Io::Tcp(s) => s.write_all(b).await,
+            Io::Tcp(s) => write_counted(s, b, done).await,
             Io::Tls(s) => {
-                s.write_all(b).await?;
+                write_counted(s, b, done).await?;
                 s.flush().await
             }
             Io::Udp(_) => Err(io::Error::other("udp writes go through send_udp")),
@@ -131,6 +133,21 @@ impl Io {
             Io::Udp(_) => {}
         }
     }
+}
+
+async fn write_counted<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    b: &[u8],
+    done: &mut usize,
+) -> io::Result<()> {
+    while *done < b.len() {
+        let n = w.write(&b[*done..]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        *done += n;
+    }
+    Ok(())
 }
 
 /// One peer, as a persona sees it.
@@ -193,6 +210,13 @@ impl Conn {
         Ok((self.shared.limits.max_read as u64).min(left) as usize)
     }
 
+    fn check_session_deadline(&self) -> Result<(), End> {
+        if Instant::now() >= self.deadline {
+            return Err(End::limit("max_session"));
+        }
+        Ok(())
+    }
+
     fn idle_deadline(&self) -> (Instant, bool) {
         let idle = Instant::now() + self.shared.limits.idle_timeout;
         if idle < self.deadline {
@@ -205,6 +229,9 @@ impl Conn {
     /// One read from the peer: at most `max_read` bytes (and never past `max_bytes_in`),
     /// within the idle timeout and the session's deadline. Recorded as `session.input`.
     pub async fn read(&mut self) -> Result<Vec<u8>, End> {
+        // Checked up front: a read that finds data already waiting completes before its
+        // timeout is ever polled, so a peer that keeps the buffer full would outlive it.
+        self.check_session_deadline()?;
         let cap = self.cap()?;
         let (deadline, is_session_deadline) = self.idle_deadline();
         let hard_stop = self.shared.hard_stop.clone();
@@ -229,6 +256,9 @@ impl Conn {
     pub async fn read_ready(&mut self, pause: Duration) -> Result<Option<Vec<u8>>, End> {
         if !pause.is_zero() {
             self.sleep(pause).await?;
+        }
+        if self.check_session_deadline().is_err() {
+            return Ok(None); // the next read reports it
         }
         let cap = match self.cap() {
             Ok(c) => c,
@@ -256,11 +286,13 @@ impl Conn {
 
     /// Sends bytes to the peer, within the idle timeout; recorded as `session.output`. For UDP
     /// the reply may be cut to the triggering datagram's size or suppressed by the per-source
-    /// rate limit; what was actually sent is what is recorded.
+    /// rate limit; what was actually sent is what is recorded. A TCP/TLS write cut short (idle
+    /// peer, session deadline, shutdown) records the part that went out before it ends.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), End> {
         if data.is_empty() {
             return Ok(());
         }
+        self.check_session_deadline()?;
         if let Io::Udp(flow) = &mut self.io {
             let outcome = flow.send(data, &self.shared).await;
             match outcome {
@@ -287,27 +319,32 @@ impl Conn {
         }
         let (deadline, is_session_deadline) = self.idle_deadline();
         let hard_stop = self.shared.hard_stop.clone();
-        let r = tokio::select! {
-            biased;
-            _ = hard_stop.cancelled() => return Err(End::new(EndReason::Shutdown)),
-            r = tokio::time::timeout_at(deadline, self.io.write_all(data)) => r,
-        };
-        match r {
-            Err(_) if is_session_deadline => Err(End::limit("max_session")),
-            // The peer stopped reading: a write that cannot drain is an idle peer.
-            Err(_) => Err(End::new(EndReason::IdleTimeout)),
-            Ok(Err(e)) => Err(io_end(&e)),
-            Ok(Ok(())) => {
-                self.bytes_out += data.len() as u64;
-                self.emit(EventKind::Output {
-                    data: Payload(data.to_vec()),
-                    len: data.len() as u64,
-                    truncated: false,
-                })
-                .await;
-                Ok(())
+        let mut sent = 0usize;
+        let outcome = {
+            let write = self.io.write_all_counted(data, &mut sent);
+            tokio::select! {
+                biased;
+                _ = hard_stop.cancelled() => Err(End::new(EndReason::Shutdown)),
+                r = tokio::time::timeout_at(deadline, write) => match r {
+                    Err(_) if is_session_deadline => Err(End::limit("max_session")),
+                    // The peer stopped reading: a write that cannot drain is an idle peer.
+                    Err(_) => Err(End::new(EndReason::IdleTimeout)),
+                    Ok(Err(e)) => Err(io_end(&e)),
+                    Ok(Ok(())) => Ok(()),
+                },
             }
+        };
+        // What went out is recorded even when the write was cut short.
+        if sent > 0 {
+            self.bytes_out += sent as u64;
+            self.emit(EventKind::Output {
+                data: Payload(data[..sent].to_vec()),
+                len: sent as u64,
+                truncated: false,
+            })
+            .await;
         }
+        outcome
     }
 
     /// Waits (a configured delay), bounded by the session deadline and shutdown.

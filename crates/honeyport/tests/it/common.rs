@@ -200,3 +200,144 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_honeyport")
 }
+
+// ---- Helpers for the listener-layer tests (limits, shutdown, tls, udp, net) ----
+
+/// Like [`start_in`], but returns an error instead of panicking when the sensor cannot start
+/// (a fixed port that another process took between picking and binding: the caller retries).
+pub async fn try_start(toml: &str) -> Result<TestSensor, String> {
+    let v = honeyport::config::validate_str(toml, "test.toml", &fixtures())
+        .map_err(|e| format!("test config invalid:\n{e}"))?;
+    let cfg = v
+        .build()
+        .map_err(|e| format!("test config does not build:\n{e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let running = honeyport::app::start(cfg, dir.path())
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(TestSensor { running, dir })
+}
+
+/// Starts a sensor whose config names fixed ports: `make(base)` renders the config for a run
+/// of `n` consecutive ports starting at `base`, picked free on 127.0.0.1 (and on ::1 too when
+/// `v6`). Retries with other ports if one was taken in between.
+pub async fn start_on_free_ports(
+    n: u16,
+    v6: bool,
+    make: impl Fn(u16) -> String,
+) -> (TestSensor, u16) {
+    let mut last = String::new();
+    for _ in 0..20 {
+        let base = free_port_run(n, v6);
+        match try_start(&make(base)).await {
+            Ok(s) => return (s, base),
+            Err(e) => last = e,
+        }
+    }
+    panic!("could not start on free ports: {last}");
+}
+
+/// A run of `n` consecutive ports, free for TCP and UDP on 127.0.0.1 (and ::1 when `v6`) right
+/// now, below the ephemeral range (so client sockets do not take them meanwhile).
+pub fn free_port_run(n: u16, v6: bool) -> u16 {
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener as StdTcp, UdpSocket as StdUdp};
+    for _ in 0..1000 {
+        let base: u16 = 20_000 + rand::random::<u16>() % (12_000 - n);
+        let mut held = Vec::new();
+        let mut ok = true;
+        'ports: for p in base..base + n {
+            let mut ips: Vec<std::net::IpAddr> = vec![Ipv4Addr::LOCALHOST.into()];
+            if v6 {
+                ips.push(Ipv6Addr::LOCALHOST.into());
+            }
+            for ip in ips {
+                let a = SocketAddr::new(ip, p);
+                match (StdTcp::bind(a), StdUdp::bind(a)) {
+                    (Ok(t), Ok(u)) => held.push((t, u)),
+                    _ => {
+                        ok = false;
+                        break 'ports;
+                    }
+                }
+            }
+        }
+        drop(held);
+        if ok {
+            return base;
+        }
+    }
+    panic!("no run of {n} free ports found");
+}
+
+impl TestSensor {
+    /// Opens the store while the sensor runs (read-only; WAL lets it read beside the writer).
+    pub fn peek_store(&self) -> Option<Store> {
+        Store::open(self.dir.path()).ok()
+    }
+
+    /// Waits until at least `n` sessions have recorded their end (hang guard: WAIT).
+    pub async fn wait_closed(&self, n: i64) {
+        self.wait_count("sessions", "end_ts IS NOT NULL", n).await
+    }
+
+    /// Waits until at least `n` sessions have started (hang guard: WAIT).
+    pub async fn wait_sessions(&self, n: i64) {
+        self.wait_count("sessions", "1=1", n).await
+    }
+
+    /// Waits until `table` has at least `n` rows matching `where_sql` (hang guard: WAIT).
+    pub async fn wait_count(&self, table: &str, where_sql: &str, n: i64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut got = -1;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(st) = self.peek_store() {
+                if let Ok(c) = st.count(table, where_sql) {
+                    got = c;
+                    if c >= n {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {n} rows in {table} where {where_sql} (have {got})");
+    }
+}
+
+/// A TCP connection from a chosen source address (e.g. 127.0.0.2).
+pub async fn connect_from(src: std::net::IpAddr, dst: SocketAddr) -> TcpStream {
+    let sock = if src.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .expect("socket");
+    sock.bind(SocketAddr::new(src, 0))
+        .expect("bind client source");
+    tokio::time::timeout(WAIT, sock.connect(dst))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+/// The session.closed event of a session (panics if there is none).
+pub fn closed_of(s: &[Event]) -> &Event {
+    s.iter()
+        .find(|e| matches!(e.kind, EventKind::Closed { .. }))
+        .expect("session has a session.closed")
+}
+
+/// Sizes of the session's input events, in order.
+pub fn input_sizes(s: &[Event]) -> Vec<usize> {
+    s.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Input { data, .. } => Some(data.0.len()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Number of events of the given eventid in a session.
+pub fn count_kind(s: &[Event], eventid: &str) -> usize {
+    s.iter().filter(|e| e.kind.eventid() == eventid).count()
+}
