@@ -23,6 +23,12 @@
 //! Differences, on purpose: prefix and regex rules may be mixed (the longest match wins either
 //! way); regexes run on raw bytes with `.` matching any byte including newline; a missing
 //! certificate or file is a config error, never a silent fallback.
+//!
+//! Differences to know when porting a simple_listener config: `$` matches only at the very end
+//! of the input (Python's `$` also matches just before a final newline, so write `^hello\n$` or
+//! `^hello\n?$` rather than `^hello$` for line input); `loop = 0` means no read limit (Python's
+//! `THP_LOOP: 0` reads nothing); an echo-this variable with no value in the request is replaced
+//! by nothing (Python leaves the variable name in the reply).
 
 use std::path::Path;
 use std::sync::Mutex;

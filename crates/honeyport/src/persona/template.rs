@@ -34,31 +34,37 @@ impl Template {
     pub fn compile(bytes: &[u8], echo_var: Option<&[u8]>) -> Template {
         let mut parts = Vec::new();
         let mut lit = Vec::new();
+        let echo_var = echo_var.filter(|v| !v.is_empty());
         let mut i = 0;
-        'outer: while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let rest = &bytes[i..];
-                let mut aliases: Vec<(&[u8], Part)> = vec![
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            // The echo-this variable can be any string (simple_listener replaces it wherever it
+            // appears, and first); the built-in aliases all start with '%'.
+            let found = match echo_var {
+                Some(v) if rest.starts_with(v) => Some((v.len(), Part::EchoThis)),
+                _ if rest[0] == b'%' => [
                     (RFC2822, Part::Rfc2822),
                     (EPOCH, Part::Epoch),
                     (CONTENT_LENGTH, Part::ContentLength),
-                ];
-                if let Some(v) = echo_var.filter(|v| !v.is_empty()) {
-                    aliases.push((v, Part::EchoThis));
-                }
-                for (name, part) in aliases {
-                    if rest.starts_with(name) {
-                        if !lit.is_empty() {
-                            parts.push(Part::Lit(std::mem::take(&mut lit)));
-                        }
-                        parts.push(part);
-                        i += name.len();
-                        continue 'outer;
+                ]
+                .into_iter()
+                .find(|(name, _)| rest.starts_with(name))
+                .map(|(name, part)| (name.len(), part)),
+                _ => None,
+            };
+            match found {
+                Some((len, part)) => {
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit)));
                     }
+                    parts.push(part);
+                    i += len;
+                }
+                None => {
+                    lit.push(bytes[i]);
+                    i += 1;
                 }
             }
-            lit.push(bytes[i]);
-            i += 1;
         }
         if !lit.is_empty() {
             parts.push(Part::Lit(lit));
@@ -223,11 +229,27 @@ pub fn unescape(s: &[u8]) -> Result<Vec<u8>, String> {
             b'\'' => out.push(b'\''),
             b'"' => out.push(b'"'),
             b'\n' => {}
-            b'x' => {
-                let h = s.get(i..i + 2).ok_or("truncated \\x escape")?;
-                let h = std::str::from_utf8(h).map_err(|_| "bad \\x escape")?;
-                out.push(u8::from_str_radix(h, 16).map_err(|_| format!("bad \\x escape \\x{h}"))?);
-                i += 2;
+            b'x' | b'u' | b'U' => {
+                // \xHH, \uHHHH, \UHHHHHHHH. Python decodes to a str and simple_listener then
+                // encodes it as Latin-1, so code points above 0xFF are an error there too.
+                let n = match e {
+                    b'x' => 2,
+                    b'u' => 4,
+                    _ => 8,
+                };
+                let esc = e as char;
+                let h = s
+                    .get(i..i + n)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .ok_or_else(|| format!("truncated or bad \\{esc} escape"))?;
+                let h = std::str::from_utf8(h).map_err(|_| format!("bad \\{esc} escape"))?;
+                let v = u32::from_str_radix(h, 16)
+                    .map_err(|_| format!("bad \\{esc} escape \\{esc}{h}"))?;
+                out.push(
+                    u8::try_from(v)
+                        .map_err(|_| format!("\\{esc}{h} is above 0xFF (Latin-1 only)"))?,
+                );
+                i += n;
             }
             b'0'..=b'7' => {
                 let mut v: u32 = (e - b'0') as u32;
@@ -276,6 +298,18 @@ mod tests {
         let out = t.render(t0(), None);
         assert!(out.ends_with(b"\r\n\r\n<html>Hello !</html>"));
         assert!(find(&out, b"Content-Length: 20\r\n").is_some());
+    }
+
+    #[test]
+    fn echo_variable_without_percent_signs_is_replaced_everywhere() {
+        let t = Template::compile(b"Hi {{who}}! ({{who}}) %TIME_GMT_EPOCH%", Some(b"{{who}}"));
+        assert_eq!(
+            t.render(t0(), Some(b"Didier")),
+            b"Hi Didier! (Didier) 1571148000"
+        );
+        // A variable that starts like a built-in alias is still found first.
+        let t = Template::compile(b"%TIME%", Some(b"%TIME%"));
+        assert_eq!(t.render(t0(), Some(b"x")), b"x");
     }
 
     #[test]
@@ -345,5 +379,21 @@ mod tests {
             extract(b"ECHOTHIS\\x4ECHOTHIS", d, EchoFormat::Escaped),
             Extracted::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn unescape_like_a_python_string_literal_encoded_as_latin1() {
+        assert_eq!(
+            unescape(br"\x41\u0042\U00000043\u00e9").unwrap(),
+            b"ABC\xe9"
+        );
+        assert_eq!(unescape(br"a\qb\\").unwrap(), b"a\\qb\\");
+        assert_eq!(unescape(br"\101\0\7").unwrap(), b"A\x00\x07");
+        assert!(
+            unescape(br"\u20ac").is_err(),
+            "the euro sign is not Latin-1"
+        );
+        assert!(unescape(br"\x+1").is_err());
+        assert!(unescape(br"\u41").is_err());
     }
 }
