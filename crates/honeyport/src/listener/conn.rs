@@ -364,6 +364,19 @@ impl Conn {
         }
     }
 
+    /// For a UDP session that ends: closes its flow. Datagrams still queued are handed to the
+    /// returned flow (`hand_over`), or recorded as this session's input.
+    pub(crate) async fn finish_udp(&mut self, hand_over: bool) -> Option<UdpFlow> {
+        let Io::Udp(flow) = &mut self.io else {
+            return None;
+        };
+        let (left, next) = flow.finish(hand_over);
+        for d in left {
+            self.record_input(&d).await;
+        }
+        next
+    }
+
     /// Closes the connection (TLS close_notify, TCP FIN), bounded by a short deadline.
     pub(crate) async fn close(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.close()).await;

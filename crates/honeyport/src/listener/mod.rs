@@ -394,28 +394,37 @@ async fn udp_loop(
             udp::Route::Full => {
                 shared.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
             }
-            udp::Route::New(flow) => {
-                let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-                    shared.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                    udp::forget_now(&table, peer, dst_ip);
-                    continue;
-                };
-                let meta = SessionMeta {
-                    id: new_session_id(),
-                    transport: Transport::Udp,
-                    src: peer,
-                    dst: SocketAddr::new(dst_ip, local.port()),
-                };
-                let sh = shared.clone();
-                let rt = rt.clone();
-                let table = table.clone();
-                shared.tracker.spawn(async move {
-                    run_session(sh, rt, meta, permit, SessionIo::Udp(flow)).await;
-                    udp::forget(&table, peer, dst_ip);
-                });
-            }
+            udp::Route::New(flow) => start_flow(&shared, &rt, flow, local.port()),
         }
     }
+}
+
+/// Starts the session of a new UDP flow, if a slot is free (else its datagrams are dropped and
+/// counted). When the session ends with datagrams still queued, their new flow is started the
+/// same way.
+fn start_flow(shared: &Arc<Shared>, rt: &Arc<ListenerRt>, flow: udp::UdpFlow, port: u16) {
+    let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+        let n = flow.abandon();
+        shared.stats.udp_dropped.fetch_add(n, Ordering::Relaxed);
+        return;
+    };
+    let (peer, dst_ip) = flow.key();
+    let table = flow.table();
+    let meta = SessionMeta {
+        id: new_session_id(),
+        transport: Transport::Udp,
+        src: peer,
+        dst: SocketAddr::new(dst_ip, port),
+    };
+    let sh = shared.clone();
+    let rt = rt.clone();
+    shared.tracker.spawn(async move {
+        let next = run_session(sh.clone(), rt.clone(), meta, permit, SessionIo::Udp(flow)).await;
+        udp::forget(&table, peer, dst_ip);
+        if let Some(next) = next {
+            start_flow(&sh, &rt, next, port);
+        }
+    });
 }
 
 fn new_session_id() -> SessionId {
@@ -467,13 +476,15 @@ impl Drop for CloseGuard {
     }
 }
 
+/// Runs one session from `session.connect` to `session.closed`. For UDP, returns the flow
+/// that takes over datagrams still queued when it ended (see [`udp::UdpFlow::finish`]).
 async fn run_session(
     shared: Arc<Shared>,
     rt: Arc<ListenerRt>,
     meta: SessionMeta,
     permit: OwnedSemaphorePermit,
     io: SessionIo,
-) {
+) -> Option<udp::UdpFlow> {
     let _permit = permit;
     let started = Instant::now();
     shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
@@ -502,11 +513,11 @@ async fn run_session(
             drop(s);
         }
         guard.close(End::new(EndReason::NotAllowed), (0, 0)).await;
-        return;
+        return None;
     }
     let Some(_source) = shared.try_source(meta.src.ip()) else {
         guard.close(End::limit("max_per_source"), (0, 0)).await;
-        return;
+        return None;
     };
 
     let io = match io {
@@ -517,7 +528,7 @@ async fn run_session(
                 Ok(s) => Io::Tls(Box::new(s)),
                 Err((end, bytes_in)) => {
                     guard.close(end, (bytes_in, 0)).await;
-                    return;
+                    return None;
                 }
             },
         },
@@ -536,9 +547,14 @@ async fn run_session(
     if end.reason != EndReason::PeerClosed {
         conn.close().await;
     }
+    // Datagrams still queued go to a new session; once the sensor is stopping (or after a
+    // persona panic, which could repeat on them) they are recorded here instead.
+    let hand_over = !shared.hard_stop.is_cancelled() && end.reason != EndReason::Internal;
+    let next = conn.finish_udp(hand_over).await;
     let bytes = conn.bytes();
     drop(conn);
     guard.close(end, bytes).await;
+    next
 }
 
 /// Largest ClientHello prefix kept when a handshake fails.

@@ -4,6 +4,11 @@
 //!
 //! Replies are never larger than the datagram that triggered them (unless
 //! `udp_allow_amplification`), and each source gets at most `udp_replies_per_second`.
+//!
+//! No received datagram goes unrecorded: ones still queued to a flow whose session ends are
+//! handed to a new flow (a new session), or, once the sensor is stopping, recorded as input
+//! of the ending session. Only datagrams that find no slot or a full queue are dropped, and
+//! those are counted.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,6 +34,10 @@ const FLOW_QUEUE: usize = 32;
 pub struct UdpFlow {
     rx: mpsc::Receiver<Vec<u8>>,
     sock: Arc<UdpSocket>,
+    /// The socket's flow table and this flow's key in it, to hand over datagrams that are
+    /// still queued when the session ends (see [`UdpFlow::finish`]).
+    table: Arc<FlowTable>,
+    key: (SocketAddr, IpAddr),
     peer: SocketAddr,
     /// Source address for replies when the socket is bound to a wildcard.
     reply_from: Option<IpAddr>,
@@ -52,6 +61,62 @@ impl UdpFlow {
             }
             None => Vec::new(),
         }
+    }
+
+    /// The peer and the destination address this flow is for.
+    pub(crate) fn key(&self) -> (SocketAddr, IpAddr) {
+        self.key
+    }
+
+    pub(crate) fn table(&self) -> Arc<FlowTable> {
+        self.table.clone()
+    }
+
+    /// Ends the flow's intake. Datagrams already queued to it were received but not handled:
+    /// with `hand_over` they go to a fresh flow (returned; the caller starts its session), so
+    /// they are answered like any datagram arriving after the session; otherwise (the sensor
+    /// is stopping) they are returned for the ending session to record. Done under the table
+    /// lock, so datagrams arriving meanwhile queue behind them, in order.
+    pub(crate) fn finish(&mut self, hand_over: bool) -> (Vec<Vec<u8>>, Option<UdpFlow>) {
+        let mut t = match self.table.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.rx.close();
+        let mut left = Vec::new();
+        while let Ok(d) = self.rx.try_recv() {
+            left.push(d);
+        }
+        let ours = t.get(&self.key).map(|tx| tx.is_closed()).unwrap_or(false);
+        if left.is_empty() || !hand_over {
+            if ours {
+                t.remove(&self.key);
+            }
+            return (left, None);
+        }
+        // Never more than FLOW_QUEUE: they came out of a queue of that size.
+        let (tx, rx) = mpsc::channel(FLOW_QUEUE);
+        for d in left {
+            let _ = tx.try_send(d);
+        }
+        t.insert(self.key, tx);
+        let next = UdpFlow {
+            rx,
+            sock: self.sock.clone(),
+            table: self.table.clone(),
+            key: self.key,
+            peer: self.peer,
+            reply_from: self.reply_from,
+            budget: 0,
+        };
+        (Vec::new(), Some(next))
+    }
+
+    /// Gives up a flow that could not get a session (no slot): removes it and returns how many
+    /// datagrams it held, for the drop count.
+    pub(crate) fn abandon(mut self) -> u64 {
+        let (left, _) = self.finish(false);
+        left.len() as u64
     }
 
     pub(crate) async fn send(&mut self, data: &[u8], shared: &Shared) -> SendOutcome {
@@ -122,7 +187,7 @@ pub(crate) enum Route {
 
 /// Hands a datagram to its flow, or makes a new flow for it.
 pub(crate) fn route(
-    table: &FlowTable,
+    table: &Arc<FlowTable>,
     sock: &Arc<UdpSocket>,
     peer: SocketAddr,
     dst: IpAddr,
@@ -148,6 +213,8 @@ pub(crate) fn route(
     Route::New(UdpFlow {
         rx,
         sock: sock.clone(),
+        table: table.clone(),
+        key,
         peer,
         reply_from: wildcard.then_some(dst),
         budget: 0,
@@ -304,11 +371,4 @@ fn sendmsg_from(fd: i32, data: &[u8], peer: SocketAddr, from: IpAddr) -> io::Res
         _ => return Err(io::Error::other("address family mismatch")),
     }
     Ok(())
-}
-
-/// Removes a flow that never started (no slot was free for it).
-pub(crate) fn forget_now(table: &FlowTable, peer: SocketAddr, dst: IpAddr) {
-    if let Ok(mut t) = table.lock() {
-        t.remove(&(peer, dst));
-    }
 }
