@@ -447,3 +447,30 @@ reply = "ok""#,
     assert_eq!(done.sessions().len(), 1);
     assert_eq!(done.report.serve.udp_dropped, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_ipv6_wildcard_bind_the_real_destination_is_recorded_and_replies_come_from_it() {
+    let s = start(&config(
+        r#"shutdown_grace = "100ms""#,
+        r#"reply = "ACK""#,
+        r#""::""#,
+    ))
+    .await;
+    let port = s.udp("u").port();
+    let c = UdpSocket::bind("[::1]:0").await.unwrap();
+    let to: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    c.send_to(b"six!", to).await.unwrap();
+    let (reply, from) = recv(&c).await;
+    assert_eq!(reply, b"ACK");
+    assert_eq!(from, to);
+    s.wait_closed(1).await;
+
+    let done = s.stop().await;
+    done.assert_paired();
+    let sessions = done.sessions();
+    assert_eq!(sessions.len(), 1);
+    for e in &sessions[0] {
+        assert_eq!(e.dst_ip.to_string(), "::1", "{e:?}");
+        assert_eq!(e.src_ip.to_string(), "::1");
+    }
+}
