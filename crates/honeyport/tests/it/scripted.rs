@@ -255,10 +255,11 @@ async fn loop_5_reads_five_times_then_closes() {
     let s = start(&tcp_one("loop = 5")).await;
     let mut c = connect(s.tcp("l")).await;
     // Nothing is ever sent back, so the client cannot tell when a read happened; it sends one
-    // line at a time until the server closes. The store says how many reads there were.
+    // line at a time until the server closes (normally right after the 5th; later only if two
+    // lines arrived in one read). The store says how many reads there were.
     let mut sent = Vec::new();
     let mut closed = false;
-    for i in 1..=12 {
+    for i in 1..=8 {
         let line = format!("line {i}\n");
         if c.write_all(line.as_bytes()).await.is_err() {
             closed = true;
@@ -268,12 +269,14 @@ async fn loop_5_reads_five_times_then_closes() {
         let (gone, got) = closed_within(&mut c, Duration::from_millis(200)).await;
         assert_eq!(got, b"", "the persona sends nothing");
         if gone {
+            assert!(i >= 5, "closed after only {i} lines, loop is 5");
             closed = true;
             break;
         }
-        assert!(i < 5, "still open after {i} reads of a loop of 5");
     }
-    assert!(closed, "the persona never closed");
+    if !closed {
+        assert_eq!(read_to_close(&mut c).await, b"");
+    }
 
     let done = s.stop().await;
     done.assert_paired();
@@ -1335,22 +1338,22 @@ async fn read_all_with_a_pause_joins_writes_that_arrive_during_it() {
     assert_eq!(output_of(sess), b"> hi there!");
 }
 
-/// `read_all = true` (no pause) only takes what is already waiting after the first read, so over
-/// loopback it cannot be told apart from no read_all at all: this only pins that it is accepted
-/// and that writes sent back to back are handled as one input.
+/// `read_all = true` (no pause) only takes what is already waiting after the first read, and
+/// TCP hands a single read everything waiting, so over loopback it cannot be told apart from no
+/// read_all at all. This pins that it is accepted and that several writes, all waiting before
+/// the first read (the banner's delay holds that read back), are handled as one input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_all_true_handles_back_to_back_writes_as_one_input() {
+async fn read_all_true_handles_writes_waiting_before_the_read_as_one_input() {
     let s = start(&tcp_one(&format!(
-        "read_all = true\nbanner = \"> \"\n{HELLO_BYE}{FALLBACK}"
+        "read_all = true\ndelay = \"500ms\"\nbanner = \"> \"\n{HELLO_BYE}{FALLBACK}"
     )))
     .await;
     let mut c = connect(s.tcp("l")).await;
     c.set_nodelay(true).unwrap();
-    read_until(&mut c, b"> ").await;
     send(&mut c, b"by").await;
     send(&mut c, b"e").await;
     send(&mut c, b"\n").await;
-    assert_eq!(read_to_close(&mut c).await, b"see you later!");
+    assert_eq!(read_to_close(&mut c).await, b"> see you later!");
 
     let done = s.stop().await;
     done.assert_paired();
