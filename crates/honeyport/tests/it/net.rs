@@ -48,7 +48,7 @@ async fn talk_udp(addr: SocketAddr) -> SocketAddr {
 }
 
 /// The session whose client used `local`.
-fn session_from<'a>(sessions: &'a [Vec<Event>], local: SocketAddr) -> &'a Vec<Event> {
+fn session_from(sessions: &[Vec<Event>], local: SocketAddr) -> &Vec<Event> {
     sessions
         .iter()
         .find(|s| s[0].src_ip == local.ip() && s[0].src_port == local.port())

@@ -436,3 +436,51 @@ async fn the_self_signed_certificate_carries_the_configured_names() {
     let done = s.stop().await;
     done.assert_paired();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_never_reads_cannot_hang_a_large_write() {
+    // s_client's stdout is never read: once the pipe is full it stops reading the socket, so
+    // the 8MiB banner cannot drain; the write must end at the idle timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let banner: Vec<u8> = (0..(8u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(dir.path().join("big.txt"), &banner).unwrap();
+    for f in ["tls-cert.pem", "tls-key.pem"] {
+        std::fs::copy(fixtures().join(f), dir.path().join(f)).unwrap();
+    }
+    let s = start_in(
+        r#"
+[limits]
+idle_timeout = "500ms"
+
+[personas.big]
+type = "scripted"
+banner = { file = "big.txt" }
+loop = 0
+
+[[listeners]]
+name = "l"
+ports = 0
+bind = ["127.0.0.1"]
+persona = "big"
+tls = { cert = "tls-cert.pem", key = "tls-key.pem" }
+"#,
+        dir.path(),
+    )
+    .await;
+    let c = SClient::spawn(s.tcp("l"), None);
+    s.wait_closed(1).await;
+    drop(c); // kills s_client
+
+    let done = s.stop().await;
+    done.assert_paired();
+    let sessions = done.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(end_of(&sessions[0]), (EndReason::IdleTimeout, None));
+    let out = output_of(&sessions[0]);
+    assert!(!out.is_empty() && out.len() < banner.len(), "{}", out.len());
+    assert!(
+        out == banner[..out.len()],
+        "recorded output is a prefix of the banner"
+    );
+    assert_eq!(count_kind(&sessions[0], "tls.handshake"), 1);
+}
