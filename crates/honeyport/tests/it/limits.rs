@@ -421,10 +421,16 @@ max_bytes_in = "256KiB""#,
     .await;
     let addr = s.tcp("l");
     let mut tasks = Vec::new();
-    for i in 0..30u32 {
+    for i in 0..36u32 {
         tasks.push(tokio::spawn(async move {
             let mut c = connect(addr).await;
-            match i % 5 {
+            match i % 6 {
+                5 => {
+                    // Abortive close: the sensor sees a reset.
+                    let _ = c.write_all(b"HEAD / HTTP/1.0\r\n").await;
+                    let _ = socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO));
+                    return;
+                }
                 0 => {} // idle, never closes
                 1 => {
                     let _ = c.write_all(&vec![0xffu8; 1 << 20]).await; // flood
@@ -444,9 +450,22 @@ max_bytes_in = "256KiB""#,
     for t in tasks {
         t.await.unwrap();
     }
-    s.wait_closed(30).await;
+    s.wait_closed(36).await;
     let done = s.stop().await;
     done.assert_paired();
-    assert_eq!(done.sessions().len(), 30);
+    let sessions = done.sessions();
+    assert_eq!(sessions.len(), 36);
     assert_eq!(done.report.pipeline.written, done.report.pipeline.sent);
+    for sess in &sessions {
+        let (reason, limit) = end_of(sess);
+        assert!(
+            matches!(
+                (reason, limit.as_deref()),
+                (EndReason::IdleTimeout, None)
+                    | (EndReason::PeerClosed, None)
+                    | (EndReason::Limit, Some("max_bytes_in"))
+            ),
+            "unexpected end {reason:?} {limit:?} (never internal: no panic)"
+        );
+    }
 }
