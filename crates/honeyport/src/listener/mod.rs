@@ -343,20 +343,22 @@ async fn accept_loop(shared: Arc<Shared>, rt: Arc<ListenerRt>, listener: TcpList
         };
         backoff = Duration::from_millis(5);
         let _ = stream.set_nodelay(true);
-        let sh = shared.clone();
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(_) => continue, // already gone before we looked: nothing was exchanged
+        };
+        let meta = SessionMeta {
+            id: new_session_id(),
+            transport: Transport::Tcp,
+            src: peer,
+            dst: local,
+        };
+        // The connect event is queued here, in the accept loop: when the store is behind and
+        // the queue is full, accepting waits with it (a burst of accepts cannot outrun it).
+        let guard = open_session(&shared, &rt, meta).await;
         let rt = rt.clone();
         shared.tracker.spawn(async move {
-            let local = match stream.local_addr() {
-                Ok(a) => a,
-                Err(_) => return, // already gone before we looked: nothing was exchanged
-            };
-            let meta = SessionMeta {
-                id: new_session_id(),
-                transport: Transport::Tcp,
-                src: peer,
-                dst: local,
-            };
-            run_session(sh, rt, meta, permit, SessionIo::Tcp(stream)).await;
+            run_session(guard, rt, permit, SessionIo::Tcp(stream)).await;
         });
     }
 }
@@ -419,7 +421,8 @@ fn start_flow(shared: &Arc<Shared>, rt: &Arc<ListenerRt>, flow: udp::UdpFlow, po
     let sh = shared.clone();
     let rt = rt.clone();
     shared.tracker.spawn(async move {
-        let next = run_session(sh.clone(), rt.clone(), meta, permit, SessionIo::Udp(flow)).await;
+        let guard = open_session(&sh, &rt, meta).await;
+        let next = run_session(guard, rt.clone(), permit, SessionIo::Udp(flow)).await;
         udp::forget(&table, peer, dst_ip);
         if let Some(next) = next {
             start_flow(&sh, &rt, next, port);
@@ -478,35 +481,40 @@ impl Drop for CloseGuard {
 
 /// Runs one session from `session.connect` to `session.closed`. For UDP, returns the flow
 /// that takes over datagrams still queued when it ended (see [`udp::UdpFlow::finish`]).
+/// Records `session.connect` and returns the guard that records the one `session.closed`.
+async fn open_session(shared: &Arc<Shared>, rt: &ListenerRt, meta: SessionMeta) -> CloseGuard {
+    shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
+    shared.stats.open.fetch_add(1, Ordering::Relaxed);
+    let tls = rt.tls.is_some() && meta.transport == Transport::Tcp;
+    let connect = meta.event(
+        &shared.sensor,
+        EventKind::Connect {
+            listener: rt.name.clone(),
+            persona: rt.persona_name.clone(),
+            tls,
+        },
+    );
+    // The guard exists before the event is queued, so even a cancelled send leaves a close.
+    let guard = CloseGuard {
+        shared: shared.clone(),
+        meta,
+        started: Instant::now(),
+        done: false,
+    };
+    shared.events.send(connect).await;
+    guard
+}
+
 async fn run_session(
-    shared: Arc<Shared>,
+    guard: CloseGuard,
     rt: Arc<ListenerRt>,
-    meta: SessionMeta,
     permit: OwnedSemaphorePermit,
     io: SessionIo,
 ) -> Option<udp::UdpFlow> {
     let _permit = permit;
-    let started = Instant::now();
-    shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
-    shared.stats.open.fetch_add(1, Ordering::Relaxed);
-    let guard = CloseGuard {
-        shared: shared.clone(),
-        meta: meta.clone(),
-        started,
-        done: false,
-    };
-    let tls = rt.tls.is_some() && meta.transport == Transport::Tcp;
-    shared
-        .events
-        .send(meta.event(
-            &shared.sensor,
-            EventKind::Connect {
-                listener: rt.name.clone(),
-                persona: rt.persona_name.clone(),
-                tls,
-            },
-        ))
-        .await;
+    let shared = guard.shared.clone();
+    let meta = guard.meta.clone();
+    let started = guard.started;
 
     if !rt.allows(meta.src.ip()) {
         if let SessionIo::Tcp(s) = io {

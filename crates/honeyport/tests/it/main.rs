@@ -10,5 +10,6 @@ mod net;
 mod scripted;
 mod shutdown;
 mod smoke;
+mod storage;
 mod tls;
 mod udp;
