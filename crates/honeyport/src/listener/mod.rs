@@ -517,14 +517,11 @@ async fn run_session(
     let started = guard.started;
 
     if !rt.allows(meta.src.ip()) {
-        if let SessionIo::Tcp(s) = io {
-            drop(s);
-        }
-        guard.close(End::new(EndReason::NotAllowed), (0, 0)).await;
+        refuse(guard, io, End::new(EndReason::NotAllowed)).await;
         return None;
     }
     let Some(_source) = shared.try_source(meta.src.ip()) else {
-        guard.close(End::limit("max_per_source"), (0, 0)).await;
+        refuse(guard, io, End::limit("max_per_source")).await;
         return None;
     };
 
@@ -565,6 +562,56 @@ async fn run_session(
     next
 }
 
+/// Reads what a non-TLS peer sends to a TLS port, up to the capture cap: until it is quiet
+/// for a second (or the idle timeout, if shorter), closes, or the deadline passes.
+async fn drain_plaintext(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    deadline: Instant,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let cap = TLS_CAPTURE
+        .min(shared.limits.max_read)
+        .min(shared.limits.max_bytes_in as usize);
+    let quiet = shared.limits.idle_timeout.min(Duration::from_secs(1));
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; cap];
+    while data.len() < cap {
+        let until = (Instant::now() + quiet).min(deadline);
+        let n = tokio::select! {
+            _ = shared.hard_stop.cancelled() => break,
+            r = tokio::time::timeout_at(until, stream.read(&mut buf[..cap - data.len()])) => match r {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => break,
+            },
+        };
+        data.extend_from_slice(&buf[..n]);
+    }
+    data
+}
+
+/// Ends a session that is not served (allow-list, per-source limit). A TCP peer is closed
+/// unread; a UDP flow's datagrams are still recorded (never answered), since they arrived.
+async fn refuse(guard: CloseGuard, io: SessionIo, end: End) {
+    let bytes = match io {
+        SessionIo::Tcp(stream) => {
+            drop(stream);
+            (0, 0)
+        }
+        SessionIo::Udp(flow) => {
+            let mut conn = Conn::new(
+                Io::Udp(flow),
+                guard.meta.clone(),
+                guard.shared.clone(),
+                guard.started,
+            );
+            conn.finish_udp(false).await;
+            conn.bytes()
+        }
+    };
+    guard.close(end, bytes).await;
+}
+
 /// Largest ClientHello prefix kept when a handshake fails.
 const TLS_CAPTURE: usize = 16 << 10;
 
@@ -591,6 +638,22 @@ async fn tls_accept(
         },
     };
     peek_buf.truncate(peeked);
+    if peek_buf.first() != Some(&0x16) {
+        // Not a TLS handshake record: plaintext (an HTTP request, a banner grab) or garbage.
+        // Take it all, including parts sent in later writes, until the peer is quiet for a
+        // moment, closes, or the capture cap is reached, and record it exactly.
+        let first = peek_buf[0];
+        let data = drain_plaintext(shared, stream, deadline).await;
+        let len = data.len() as u64;
+        let error = format!("not a TLS handshake (first byte 0x{first:02x})");
+        let kind = EventKind::TlsFailed {
+            error,
+            data: Payload(data),
+            len,
+        };
+        shared.events.send(meta.event(&shared.sensor, kind)).await;
+        return Err((End::new(EndReason::TlsFailed), len));
+    }
     let result = tokio::select! {
         _ = hard_stop.cancelled() => return Err((End::new(EndReason::Shutdown), 0)),
         r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => r,

@@ -361,8 +361,21 @@ allow = ["127.0.0.2/32"]
         assert_eq!(end_of(sess), (EndReason::NotAllowed, None));
         assert_eq!(sess[0].src_ip.to_string(), "127.0.0.1");
         assert!(output_of(sess).is_empty());
-        assert_eq!(sess.len(), 2, "only connect and closed: {sess:#?}");
     }
+    // TCP: closed unread. UDP: the datagram arrived, so it is recorded (and not answered).
+    let tcp_denied = session_from(&sessions, denied.local_addr().unwrap());
+    assert_eq!(
+        tcp_denied.len(),
+        2,
+        "only connect and closed: {tcp_denied:#?}"
+    );
+    let udp_denied = session_from(&sessions, denied_u.local_addr().unwrap());
+    assert_eq!(input_of(udp_denied), b"hi!\n");
+    assert_eq!(
+        udp_denied.len(),
+        3,
+        "connect, input, closed: {udp_denied:#?}"
+    );
     for local in [
         allowed.local_addr().unwrap(),
         allowed_u.local_addr().unwrap(),

@@ -277,6 +277,34 @@ async fn plaintext_sent_to_a_tls_port_is_kept_in_tls_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_sent_to_a_tls_port_in_several_writes_is_kept_whole() {
+    let s = start(&config(r#"{ self_signed = true }"#, "")).await;
+    let mut c = connect(s.tcp("smtps")).await;
+    send(&mut c, b"GET /admin HTTP/1.1\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    send(&mut c, b"Host: x\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    send(&mut c, b"\r\n").await;
+    assert!(read_to_close(&mut c).await.is_empty());
+
+    let done = s.stop().await;
+    done.assert_paired();
+    let sess = &done.sessions()[0];
+    let data: Vec<u8> = sess
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::TlsFailed { data, error, .. } => {
+                assert!(error.contains("first byte 0x47"), "{error}");
+                Some(data.0.clone())
+            }
+            _ => None,
+        })
+        .expect("tls.failed recorded");
+    assert_eq!(data, b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(end_of(sess), (EndReason::TlsFailed, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_handshake_ends_at_the_idle_timeout_and_keeps_what_was_sent() {
     let s = start(&config(
         r#"{ self_signed = true }"#,
