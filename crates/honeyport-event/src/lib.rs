@@ -350,10 +350,23 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use chrono::{Datelike as _, Timelike as _};
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| Timestamp(t.with_timezone(&Utc)))
-            .map_err(serde::de::Error::custom)
+        let t = DateTime::parse_from_rfc3339(&s)
+            .map_err(serde::de::Error::custom)?
+            .with_timezone(&Utc);
+        // Only instants that format back as written here are accepted: the year must stay
+        // four digits once in UTC, and digits past the microsecond are dropped (the
+        // schema's precision), so decode -> encode -> decode gives the same event.
+        if !(0..=9999).contains(&t.year()) {
+            return Err(serde::de::Error::custom(format!(
+                "timestamp {s:?} is outside the years 0000-9999 in UTC"
+            )));
+        }
+        let ns = t.nanosecond();
+        t.with_nanosecond(ns - ns % 1_000)
+            .map(Timestamp)
+            .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {s:?}")))
     }
 }
 
@@ -523,6 +536,32 @@ mod tests {
             Event::from_json(e.to_json().as_bytes()),
             Err(DecodeError::Version(_))
         ));
+    }
+
+    /// Found by the `event_decode` fuzz target: a nanosecond timestamp decoded, but was
+    /// written back with six digits, so the event changed on a round trip.
+    #[test]
+    fn sub_microsecond_timestamp_is_truncated_and_round_trips() {
+        let line = br#"{"v":1,"eventid":"session.input","timestamp":"2026-01-26T16:40:01.2123456Z","sensor":"hp1","session":"9f1c2d3e4a5b6c7d","transport":"tcp","src_ip":"203.0.113.7","src_port":51234,"dst_ip":"198.51.100.2","dst_port":26,"data":{"text":"EHLO scan\r\n"},"len":11}"#;
+        let e = Event::from_json(line).unwrap();
+        assert_eq!(e.timestamp.to_string(), "2026-01-26T16:40:01.212345Z");
+        assert_eq!(Event::from_json(e.to_json().as_bytes()).unwrap(), e);
+    }
+
+    /// Found while writing the `event_decode` fuzz target: an offset can move a timestamp
+    /// out of the four-digit years; it decoded, but its encoding (`+10000-...`) did not.
+    #[test]
+    fn timestamp_outside_four_digit_years_is_refused() {
+        for ts in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00+00:01"] {
+            let r = serde_json::from_str::<Timestamp>(&format!("\"{ts}\""));
+            assert!(r.is_err(), "{ts}: {r:?}");
+        }
+        for ts in ["9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z"] {
+            let t: Timestamp = serde_json::from_str(&format!("\"{ts}\"")).unwrap();
+            let back: Timestamp =
+                serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+            assert_eq!(back, t);
+        }
     }
 
     #[test]
