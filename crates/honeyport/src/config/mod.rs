@@ -7,7 +7,7 @@
 pub mod ports;
 pub mod units;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -533,7 +533,10 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
     }
 
     let mut plans = Vec::new();
-    let mut taken: Vec<(Transport, SocketAddr, String)> = Vec::new();
+    // Binds of the listeners so far, by (transport, port), in order, with their owner; and
+    // the owners that have binds. Indexed so that full port ranges stay linear, not quadratic.
+    let mut taken: HashMap<(Transport, u16), Vec<(SocketAddr, String)>> = HashMap::new();
+    let mut owners: HashSet<String> = HashSet::new();
     for (i, l) in raw.listeners.iter().enumerate() {
         let at = format!("listeners[{i}]");
         let ports = match ports::expand(&l.ports) {
@@ -645,9 +648,9 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
             if a.port() == 0 {
                 continue;
             }
-            if let Some((_, b, owner)) = taken
-                .iter()
-                .find(|(t2, b, _)| *t2 == t && b.port() == a.port() && overlaps(a.ip(), b.ip()))
+            if let Some((b, owner)) = taken
+                .get(&(t, a.port()))
+                .and_then(|v| v.iter().find(|(b, _)| overlaps(a.ip(), b.ip())))
             {
                 p.at(
                     &format!("{at}.ports"),
@@ -660,18 +663,22 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
             None => {
                 // Generated names must not collide: add the listener's index when they would.
                 let n = default_listener_name(l, &transports);
-                if taken
-                    .iter()
-                    .any(|(_, _, owner)| owner == &format!("listener {n:?}"))
-                {
+                if owners.contains(&format!("listener {n:?}")) {
                     format!("{n}#{i}")
                 } else {
                     n
                 }
             }
         };
+        let owner = format!("listener {name:?}");
         for &(t, a) in &binds {
-            taken.push((t, a, format!("listener {name:?}")));
+            taken
+                .entry((t, a.port()))
+                .or_default()
+                .push((a, owner.clone()));
+        }
+        if !binds.is_empty() {
+            owners.insert(owner);
         }
         if let Some(persona) = persona {
             plans.push(ListenerPlan {
@@ -1054,6 +1061,36 @@ persona = "a"
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].message.contains("overlaps"), "{e:?}");
         assert_eq!(e[0].path, "listeners[1].ports");
+    }
+
+    /// Found while writing the `config` fuzz target: two listeners on every port (tcp and
+    /// udp, both families) took minutes to validate, as every bind was compared with every
+    /// earlier one.
+    #[test]
+    fn full_port_ranges_validate_in_linear_time() {
+        let src = r#"
+[personas.a]
+type = "scripted"
+[[listeners]]
+ports = "1-65535"
+persona = "a"
+[[listeners]]
+ports = "1-65535"
+transport = "udp"
+persona = "a"
+[[listeners]]
+ports = "1-3"
+bind = ["127.0.0.1"]
+persona = "a"
+"#;
+        let e = errs(src);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().all(|e| e.path == "listeners[2].ports"), "{e:?}");
+        assert!(
+            e[0].message
+                .contains("127.0.0.1:1 overlaps 0.0.0.0:1 of listener \"a/tcp/1-65535\""),
+            "{e:?}"
+        );
     }
 
     #[test]
