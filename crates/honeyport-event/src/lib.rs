@@ -564,6 +564,20 @@ mod tests {
         }
     }
 
+    /// Found by the `event_decode` fuzz target: serde_json's default float parser could
+    /// read a 17-digit `duration` (as written by `to_json`) one ULP off, so the event
+    /// changed on a round trip. Needs serde_json's `float_roundtrip` feature.
+    #[test]
+    fn duration_round_trips_exactly() {
+        let line = br#"{"v":1,"eventid":"session.closed","timestamp":"2027-11-26T16:40:02.500000Z","sensor":"hp1","session":"9f1c2d3e4a5b6c7d","transport":"tcp","src_ip":"203.0.11.73","src_port":51234,"dst_ip":"198.51.100.2","dst_port":26,"duration":1.5666666666666667,"bytes_in":3,"bytes_out":4,"reason":"limit"}"#;
+        let e = Event::from_json(line).unwrap();
+        let EventKind::Closed { duration, .. } = e.kind else {
+            panic!("{e:?}")
+        };
+        assert_eq!(duration, 1.5666666666666667);
+        assert_eq!(Event::from_json(e.to_json().as_bytes()).unwrap(), e);
+    }
+
     #[test]
     fn escaped_rendering_is_one_line() {
         assert_eq!(
