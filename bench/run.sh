@@ -18,7 +18,8 @@
 # Environment knobs (all optional):
 #   BENCH_SKIP_BUILD=1        use the binaries already built
 #   HP_BENCH_TARGET=DIR       cargo target dir for honeyport (default /tmp/hp-bench-target)
-#   HONEYPORT_TOOLS_SRC=DIR   where scanload/bareserver sources are (default ../shared/tools)
+#   HONEYPORT_TOOLS_SRC=DIR   where scanload/bareserver sources are (default: ../shared/tools
+#                             next to the repo, else /work/shared/tools)
 #   HONEYPORT_TOOLS_DIR=DIR   where build.sh puts the tool binaries (default /tmp/honeyport-tools)
 #   BENCH_CONCURRENCY="100 1000"
 #   BENCH_CONNS=N             connections per SMTP run (default: calibrated on bareserver so
@@ -34,7 +35,12 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-tools_src="${HONEYPORT_TOOLS_SRC:-$repo/../shared/tools}"
+tools_src="${HONEYPORT_TOOLS_SRC:-}"
+if [[ -z "$tools_src" ]]; then
+  for d in "$repo/../shared/tools" /work/shared/tools; do
+    if [[ -x "$d/build.sh" ]]; then tools_src="$d"; break; fi
+  done
+fi
 export HONEYPORT_TOOLS_DIR="${HONEYPORT_TOOLS_DIR:-/tmp/honeyport-tools}"
 target="${HP_BENCH_TARGET:-/tmp/hp-bench-target}"
 config="${BENCH_CONFIG:-$here/smtp.toml}"
@@ -60,6 +66,7 @@ log "work dir: $work"
 
 # ---------------------------------------------------------------------------------- build
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+  [[ -n "$tools_src" ]] || die "cannot find the shared tools (scanload, bareserver): set HONEYPORT_TOOLS_SRC"
   log "building honeyport (release, CARGO_TARGET_DIR=$target)"
   (cd "$repo" && CARGO_TARGET_DIR="$target" cargo build --release -p honeyport)
   log "building scanload and bareserver ($tools_src/build.sh)"
