@@ -294,8 +294,10 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
-/// A session id: 16 lowercase hex digits (64 random bits), unique per session.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A session id: up to 16 hex digits (a 64-bit number), unique per session. The sensor writes
+/// 16 lowercase digits: the second the session started in the high 32 bits (so ids sort by
+/// time and index inserts append), a per-run random start plus a counter in the low 32.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct SessionId(pub String);
 
@@ -305,8 +307,30 @@ impl SessionId {
         SessionId(format!("{n:016x}"))
     }
 
+    /// The id as a number (`None` only for an id built by hand that is not hex).
+    pub fn as_u64(&self) -> Option<u64> {
+        if self.0.is_empty() || self.0.len() > 16 {
+            return None;
+        }
+        u64::from_str_radix(&self.0, 16).ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let id = SessionId(s);
+        match id.as_u64() {
+            Some(_) if id.0.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(id),
+            _ => Err(serde::de::Error::custom(format!(
+                "session id {:?} is not 1-16 hex digits",
+                id.0
+            ))),
+        }
     }
 }
 
@@ -338,7 +362,21 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        use chrono::{Datelike as _, Timelike as _};
+        // By hand rather than with a format string: this runs for every event written.
+        let t = &self.0;
+        let micros = (t.nanosecond() / 1_000).min(999_999); // a leap second stays in its second
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            micros
+        )
     }
 }
 
@@ -522,6 +560,35 @@ mod tests {
             assert!(j.contains(&format!("\"eventid\":\"{}\"", e.kind.eventid())));
             let back = Event::from_json(j.as_bytes()).unwrap();
             assert_eq!(back, e, "{j}");
+        }
+    }
+
+    #[test]
+    fn hand_formatted_timestamp_equals_chrono_format() {
+        for us in [
+            0i64,
+            1,
+            999_999,
+            1_764_175_201_123_456,
+            253_402_300_799_999_999,
+            951_782_400_000_001,
+        ] {
+            let t = Timestamp::from_unix_micros(us).unwrap();
+            assert_eq!(
+                t.to_string(),
+                t.0.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn session_ids_are_hex_numbers() {
+        let id = SessionId::from_u64(0x6945_0c31_0000_0001);
+        assert_eq!(id.as_str(), "69450c3100000001");
+        assert_eq!(id.as_u64(), Some(0x6945_0c31_0000_0001));
+        assert!(serde_json::from_str::<SessionId>("\"69450c3100000001\"").is_ok());
+        for bad in ["\"\"", "\"xyz\"", "\"00000000000000000\"", "\"+1\""] {
+            assert!(serde_json::from_str::<SessionId>(bad).is_err(), "{bad}");
         }
     }
 

@@ -49,7 +49,9 @@ impl EventTx {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(ev)) => {
                 self.stats.stalls.fetch_add(1, Ordering::Relaxed);
-                if self.tx.send(ev).await.is_err() {
+                // Boxed: the waiting send is rare and its state large; kept out of line, every
+                // session's future stays small.
+                if Box::pin(self.tx.send(ev)).await.is_err() {
                     self.dropped();
                 }
             }

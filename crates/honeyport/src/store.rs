@@ -3,35 +3,25 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use honeyport_event::Event;
+use honeyport_event::{Event, EventKind, SessionId, Timestamp, Transport};
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 /// The SQLite file inside the data dir.
 pub const DB_FILE: &str = "honeyport.db";
 
-/// Schema of the store. `events.json` is the event exactly as in the JSON-lines output; the
-/// other columns are copies for indexing. `sessions` has one row per session.
+/// Schema of the store.
+///
+/// `sessions` has one row per session, keyed by the session id as a number (ids are
+/// time-ordered, so inserts append): who talked to which address and port, through which
+/// listener and persona, and how it ended. `events` has one row per event: its time, its
+/// session, and the event-specific fields as JSON (`json`, which includes `eventid`); the
+/// fields every event shares come from the session row, so a full event is
+/// `events JOIN sessions`. [`Store::events`] rebuilds exactly the event that was written.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    ts INTEGER NOT NULL,
-    sensor TEXT NOT NULL,
-    session TEXT NOT NULL,
-    eventid TEXT NOT NULL,
-    transport TEXT NOT NULL,
-    src_ip TEXT NOT NULL,
-    src_port INTEGER NOT NULL,
-    dst_ip TEXT NOT NULL,
-    dst_port INTEGER NOT NULL,
-    json TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_session ON events (session);
-CREATE INDEX IF NOT EXISTS events_dst_port ON events (dst_port);
-CREATE INDEX IF NOT EXISTS events_src_ip ON events (src_ip);
 CREATE TABLE IF NOT EXISTS sessions (
-    session TEXT PRIMARY KEY,
+    session INTEGER PRIMARY KEY,
     sensor TEXT NOT NULL,
     start_ts INTEGER NOT NULL,
     end_ts INTEGER,
@@ -49,7 +39,17 @@ CREATE TABLE IF NOT EXISTS sessions (
     reason TEXT,
     limit_name TEXT
 );
-CREATE INDEX IF NOT EXISTS sessions_dst_port ON sessions (dst_port, start_ts);
+CREATE INDEX IF NOT EXISTS sessions_dst_port ON sessions (dst_port);
+CREATE INDEX IF NOT EXISTS sessions_src_ip ON sessions (src_ip);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    v INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    session INTEGER NOT NULL,
+    eventid TEXT NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_session ON events (session);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     sensor TEXT NOT NULL,
@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS runs (
     stalls INTEGER
 );
 ";
+
+/// A session id as stored: the 64-bit id's bits in SQLite's signed integer.
+pub fn session_key(id: &SessionId) -> Option<i64> {
+    id.as_u64().map(|n| n as i64)
+}
 
 /// Filters for `honeyport events`.
 #[derive(Debug, Default, Clone)]
@@ -124,21 +129,26 @@ impl Store {
 
     /// Events matching the filter, newest first.
     pub fn events(&self, f: &EventFilter) -> Result<Vec<Event>, StoreError> {
-        let mut sql = String::from("SELECT id, json FROM events WHERE 1=1");
+        let mut sql = String::from(
+            "SELECT e.id, e.v, e.ts, e.json, s.session, s.sensor, s.transport, s.src_ip, s.src_port, s.dst_ip, s.dst_port
+             FROM events e JOIN sessions s ON s.session = e.session WHERE 1=1",
+        );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(p) = f.port {
-            sql.push_str(" AND dst_port = ?");
+            sql.push_str(" AND e.session IN (SELECT session FROM sessions WHERE dst_port = ?)");
             args.push((p as i64).into());
         }
         if let Some(ip) = f.src {
-            sql.push_str(" AND src_ip = ?");
+            sql.push_str(" AND e.session IN (SELECT session FROM sessions WHERE src_ip = ?)");
             args.push(ip.to_string().into());
         }
         if let Some(s) = &f.session {
-            sql.push_str(" AND session = ?");
-            args.push(s.clone().into());
+            // An id that is not hex matches nothing.
+            let key = session_key(&SessionId(s.clone())).unwrap_or(-1);
+            sql.push_str(" AND e.session = ?");
+            args.push(key.into());
         }
-        sql.push_str(" ORDER BY id DESC");
+        sql.push_str(" ORDER BY e.id DESC");
         if let Some(n) = f.limit {
             sql.push_str(" LIMIT ?");
             args.push((n as i64).into());
@@ -146,17 +156,29 @@ impl Store {
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params_from_iter(args), |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                Ok(Row {
+                    id: r.get(0)?,
+                    v: r.get(1)?,
+                    ts: r.get(2)?,
+                    json: r.get(3)?,
+                    session: r.get(4)?,
+                    sensor: r.get(5)?,
+                    transport: r.get(6)?,
+                    src_ip: r.get(7)?,
+                    src_port: r.get(8)?,
+                    dst_ip: r.get(9)?,
+                    dst_port: r.get(10)?,
+                })
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, json) = row.map_err(|e| self.err(e))?;
-            let ev = Event::from_json(json.as_bytes()).map_err(|e| StoreError::Decode {
-                id,
-                error: e.to_string(),
-            })?;
-            out.push(ev);
+            let row = row.map_err(|e| self.err(e))?;
+            let id = row.id;
+            out.push(
+                row.into_event()
+                    .map_err(|error| StoreError::Decode { id, error })?,
+            );
         }
         Ok(out)
     }
@@ -172,5 +194,51 @@ impl Store {
     /// The raw connection, for read-only ad-hoc queries (tests, benchmarks).
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// One `events JOIN sessions` row.
+struct Row {
+    id: i64,
+    v: i64,
+    ts: i64,
+    json: String,
+    session: i64,
+    sensor: String,
+    transport: String,
+    src_ip: String,
+    src_port: i64,
+    dst_ip: String,
+    dst_port: i64,
+}
+
+impl Row {
+    fn into_event(self) -> Result<Event, String> {
+        let kind: EventKind =
+            serde_json::from_str(&self.json).map_err(|e| format!("bad event json: {e}"))?;
+        let port = |p: i64| u16::try_from(p).map_err(|_| format!("port {p} out of range"));
+        Ok(Event {
+            v: u16::try_from(self.v).map_err(|_| format!("bad schema version {}", self.v))?,
+            timestamp: Timestamp::from_unix_micros(self.ts)
+                .ok_or_else(|| format!("bad timestamp {}", self.ts))?,
+            sensor: self.sensor,
+            session: SessionId::from_u64(self.session as u64),
+            transport: match self.transport.as_str() {
+                "tcp" => Transport::Tcp,
+                "udp" => Transport::Udp,
+                other => return Err(format!("bad transport {other:?}")),
+            },
+            src_ip: self
+                .src_ip
+                .parse()
+                .map_err(|_| format!("bad src_ip {:?}", self.src_ip))?,
+            src_port: port(self.src_port)?,
+            dst_ip: self
+                .dst_ip
+                .parse()
+                .map_err(|_| format!("bad dst_ip {:?}", self.dst_ip))?,
+            dst_port: port(self.dst_port)?,
+            kind,
+        })
     }
 }

@@ -430,8 +430,20 @@ fn start_flow(shared: &Arc<Shared>, rt: &Arc<ListenerRt>, flow: udp::UdpFlow, po
     });
 }
 
+/// A new session id: the current second in the high 32 bits, a per-run random start plus a
+/// counter in the low 32. Unique within a run (for 2^32 sessions a second), unlikely to meet
+/// another run's ids, and time-ordered, so the store's inserts append instead of landing on
+/// random index pages.
 fn new_session_id() -> SessionId {
-    SessionId::from_u64(rand::random())
+    static BASE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(rand::random);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let low = base.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed) as u32);
+    SessionId::from_u64(((secs & 0xffff_ffff) << 32) | u64::from(low))
 }
 
 enum SessionIo {
@@ -517,11 +529,11 @@ async fn run_session(
     let started = guard.started;
 
     if !rt.allows(meta.src.ip()) {
-        refuse(guard, io, End::new(EndReason::NotAllowed)).await;
+        Box::pin(refuse(guard, io, End::new(EndReason::NotAllowed))).await;
         return None;
     }
     let Some(_source) = shared.try_source(meta.src.ip()) else {
-        refuse(guard, io, End::limit("max_per_source")).await;
+        Box::pin(refuse(guard, io, End::limit("max_per_source"))).await;
         return None;
     };
 
@@ -529,13 +541,17 @@ async fn run_session(
         SessionIo::Udp(f) => Io::Udp(f),
         SessionIo::Tcp(stream) => match &rt.tls {
             None => Io::Tcp(stream),
-            Some(acceptor) => match tls_accept(&shared, &meta, acceptor, stream, started).await {
-                Ok(s) => Io::Tls(Box::new(s)),
-                Err((end, bytes_in)) => {
-                    guard.close(end, (bytes_in, 0)).await;
-                    return None;
+            // Boxed: the handshake's state is large and plain-TCP sessions never need it, so
+            // it must not live inside every session's task (idle connections stay small).
+            Some(acceptor) => {
+                match Box::pin(tls_accept(&shared, &meta, acceptor, stream, started)).await {
+                    Ok(s) => Io::Tls(s),
+                    Err((end, bytes_in)) => {
+                        guard.close(end, (bytes_in, 0)).await;
+                        return None;
+                    }
                 }
-            },
+            }
         },
     };
     let mut conn = Conn::new(io, meta, shared.clone(), started);
@@ -555,7 +571,11 @@ async fn run_session(
     // Datagrams still queued go to a new session; once the sensor is stopping (or after a
     // persona panic, which could repeat on them) they are recorded here instead.
     let hand_over = !shared.hard_stop.is_cancelled() && end.reason != EndReason::Internal;
-    let next = conn.finish_udp(hand_over).await;
+    let next = if conn.transport() == Transport::Udp {
+        Box::pin(conn.finish_udp(hand_over)).await
+    } else {
+        None
+    };
     let bytes = conn.bytes();
     drop(conn);
     guard.close(end, bytes).await;
@@ -623,7 +643,7 @@ async fn tls_accept(
     acceptor: &tokio_rustls::TlsAcceptor,
     stream: TcpStream,
     started: Instant,
-) -> Result<tokio_rustls::server::TlsStream<TcpStream>, (End, u64)> {
+) -> Result<Box<tokio_rustls::server::TlsStream<TcpStream>>, (End, u64)> {
     let deadline =
         (Instant::now() + shared.limits.idle_timeout).min(started + shared.limits.max_session);
     let hard_stop = shared.hard_stop.clone();
@@ -674,7 +694,7 @@ async fn tls_accept(
                 alpn: c.alpn_protocol().map(|a| Payload(a.to_vec())),
             };
             shared.events.send(meta.event(&shared.sensor, kind)).await;
-            return Ok(s);
+            return Ok(Box::new(s));
         }
         Ok(Err(e)) => e.to_string(),
         Err(_) => "handshake timed out".to_string(),

@@ -6,7 +6,7 @@ use std::path::Path;
 use honeyport_event::{Event, EventKind};
 use rusqlite::{params, Connection};
 
-use crate::store::SCHEMA;
+use crate::store::{session_key, SCHEMA};
 
 pub struct SqliteSink {
     conn: Connection,
@@ -53,13 +53,13 @@ impl SqliteSink {
         Ok(())
     }
 
-    /// Writes a batch in one transaction.
+    /// Writes a batch in one transaction. An event whose session id is not a number (only
+    /// possible for events built by hand) fails the batch.
     pub fn write(&mut self, batch: &[Event]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut ins = tx.prepare_cached(
-                "INSERT INTO events (ts, sensor, session, eventid, transport, src_ip, src_port, dst_ip, dst_port, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO events (v, ts, session, eventid, json) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut start = tx.prepare_cached(
                 "INSERT OR IGNORE INTO sessions (session, sensor, start_ts, transport, src_ip, src_port, dst_ip, dst_port, listener, persona, tls)
@@ -70,20 +70,11 @@ impl SqliteSink {
             )?;
             for ev in batch {
                 let ts = ev.timestamp.unix_micros();
-                let src = ev.src_ip.to_string();
-                let dst = ev.dst_ip.to_string();
-                ins.execute(params![
-                    ts,
-                    ev.sensor,
-                    ev.session.as_str(),
-                    ev.kind.eventid(),
-                    ev.transport.as_str(),
-                    src,
-                    ev.src_port,
-                    dst,
-                    ev.dst_port,
-                    ev.to_json()
-                ])?;
+                let sid = session_key(&ev.session).ok_or_else(|| {
+                    rusqlite::Error::ToSqlConversionFailure(
+                        format!("session id {:?} is not a number", ev.session.0).into(),
+                    )
+                })?;
                 match &ev.kind {
                     EventKind::Connect {
                         listener,
@@ -91,13 +82,13 @@ impl SqliteSink {
                         tls,
                     } => {
                         start.execute(params![
-                            ev.session.as_str(),
+                            sid,
                             ev.sensor,
                             ts,
                             ev.transport.as_str(),
-                            src,
+                            ev.src_ip.to_string(),
                             ev.src_port,
-                            dst,
+                            ev.dst_ip.to_string(),
                             ev.dst_port,
                             listener,
                             persona,
@@ -112,7 +103,7 @@ impl SqliteSink {
                         limit,
                     } => {
                         end.execute(params![
-                            ev.session.as_str(),
+                            sid,
                             ts,
                             *bytes_in as i64,
                             *bytes_out as i64,
@@ -123,6 +114,9 @@ impl SqliteSink {
                     }
                     _ => {}
                 }
+                let json = serde_json::to_string(&ev.kind)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                ins.execute(params![ev.v, ts, sid, ev.kind.eventid(), json])?;
             }
         }
         tx.commit()

@@ -36,7 +36,9 @@ pub async fn start_in(toml: &str, base: &Path) -> TestSensor {
         Err(e) => panic!("test config does not build:\n{e}"),
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let running = honeyport::app::start(cfg, dir.path()).await.expect("sensor starts");
+    let running = honeyport::app::start(cfg, dir.path())
+        .await
+        .expect("sensor starts");
     TestSensor { running, dir }
 }
 
@@ -47,18 +49,26 @@ pub fn fixtures() -> PathBuf {
 impl TestSensor {
     /// The TCP address of the listener named `name`.
     pub fn tcp(&self, name: &str) -> SocketAddr {
-        self.running.addr(name, Transport::Tcp).unwrap_or_else(|| panic!("no tcp listener {name}"))
+        self.running
+            .addr(name, Transport::Tcp)
+            .unwrap_or_else(|| panic!("no tcp listener {name}"))
     }
 
     pub fn udp(&self, name: &str) -> SocketAddr {
-        self.running.addr(name, Transport::Udp).unwrap_or_else(|| panic!("no udp listener {name}"))
+        self.running
+            .addr(name, Transport::Udp)
+            .unwrap_or_else(|| panic!("no udp listener {name}"))
     }
 
     /// Graceful stop; returns the report and the store (read after every event is flushed).
     pub async fn stop(self) -> Stopped {
         let report = self.running.stop().await;
         let store = Store::open(self.dir.path()).expect("store opens");
-        Stopped { report, store, _dir: self.dir }
+        Stopped {
+            report,
+            store,
+            _dir: self.dir,
+        }
     }
 }
 
@@ -87,7 +97,10 @@ impl Stopped {
             }
             map.entry(id).or_default().push(e);
         }
-        order.into_iter().map(|id| map.remove(&id).unwrap_or_default()).collect()
+        order
+            .into_iter()
+            .map(|id| map.remove(&id).unwrap_or_default())
+            .collect()
     }
 
     /// Asserts the invariant every test relies on: each session has exactly one connect
@@ -95,11 +108,28 @@ impl Stopped {
     pub fn assert_paired(&self) {
         assert_eq!(self.report.lost(), 0, "events lost");
         for s in self.sessions() {
-            let connects = s.iter().filter(|e| matches!(e.kind, EventKind::Connect { .. })).count();
-            let closes = s.iter().filter(|e| matches!(e.kind, EventKind::Closed { .. })).count();
-            assert_eq!((connects, closes), (1, 1), "session {} not paired: {s:#?}", s[0].session);
-            assert!(matches!(s[0].kind, EventKind::Connect { .. }), "connect is not first");
-            assert!(matches!(s.last().map(|e| &e.kind), Some(EventKind::Closed { .. })), "closed is not last");
+            let connects = s
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::Connect { .. }))
+                .count();
+            let closes = s
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::Closed { .. }))
+                .count();
+            assert_eq!(
+                (connects, closes),
+                (1, 1),
+                "session {} not paired: {s:#?}",
+                s[0].session
+            );
+            assert!(
+                matches!(s[0].kind, EventKind::Connect { .. }),
+                "connect is not first"
+            );
+            assert!(
+                matches!(s.last().map(|e| &e.kind), Some(EventKind::Closed { .. })),
+                "closed is not last"
+            );
         }
     }
 }
@@ -145,7 +175,10 @@ pub fn rules_of(s: &[Event]) -> Vec<String> {
 }
 
 pub async fn connect(addr: SocketAddr) -> TcpStream {
-    tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.expect("connect timed out").expect("connect")
+    tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
 }
 
 /// Reads until `needle` has been seen (returns everything read), or panics after WAIT.
@@ -155,8 +188,16 @@ pub async fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !contains(&got, needle) {
         match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => panic!("timed out waiting for {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&got)),
-            Ok(Ok(0)) => panic!("closed before {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&got)),
+            Err(_) => panic!(
+                "timed out waiting for {:?}; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(Ok(0)) => panic!(
+                "closed before {:?}; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&got)
+            ),
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
             Ok(Err(e)) => panic!("read error {e}; got {:?}", String::from_utf8_lossy(&got)),
         }
@@ -168,7 +209,10 @@ pub async fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
 pub async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
     match tokio::time::timeout(WAIT, s.read_to_end(&mut got)).await {
-        Err(_) => panic!("server did not close; got {:?}", String::from_utf8_lossy(&got)),
+        Err(_) => panic!(
+            "server did not close; got {:?}",
+            String::from_utf8_lossy(&got)
+        ),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => got,
         Ok(Err(e)) => panic!("read error {e}"),
         Ok(Ok(_)) => got,

@@ -35,7 +35,10 @@ persona = "smtp"
     seen.extend(read_until(&mut c, b"250 mx Hello\r\n").await);
     send(&mut c, b"QUIT\r\n").await;
     seen.extend(read_to_close(&mut c).await);
-    assert_eq!(seen, b"220 mx ESMTP Exim 4.92\r\n250 mx Hello\r\n221 bye\r\n");
+    assert_eq!(
+        seen,
+        b"220 mx ESMTP Exim 4.92\r\n250 mx Hello\r\n221 bye\r\n"
+    );
     let local = c.local_addr().unwrap();
     drop(c);
 
@@ -44,12 +47,18 @@ persona = "smtp"
     let sessions = done.sessions();
     assert_eq!(sessions.len(), 1);
     let sess = &sessions[0];
-    assert_eq!(output_of(sess), seen, "store holds exactly what the client saw");
+    assert_eq!(
+        output_of(sess),
+        seen,
+        "store holds exactly what the client saw"
+    );
     assert_eq!(input_of(sess), b"EHLO scan7\r\nQUIT\r\n");
     assert_eq!(rules_of(sess), vec!["EHLO", "QUIT"]);
     assert_eq!(end_of(sess).0, EndReason::Persona);
     let first = &sess[0];
     assert_eq!(first.src_port, local.port());
     assert_eq!(first.dst_ip.to_string(), "127.0.0.1");
-    assert!(matches!(&first.kind, EventKind::Connect { listener, persona, tls: false } if listener == "smtp" && persona == "smtp"));
+    assert!(
+        matches!(&first.kind, EventKind::Connect { listener, persona, tls: false } if listener == "smtp" && persona == "smtp")
+    );
 }
