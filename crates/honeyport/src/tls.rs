@@ -9,7 +9,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{resolve_path, Problems, TlsRaw};
+use crate::config::{read_file_capped, resolve_path, Problems, TlsRaw, MAX_CONFIG_FILE};
 
 pub fn validate(t: &TlsRaw, at: &str, base: &Path, p: &mut Problems<'_>) {
     let self_signed = t.self_signed.unwrap_or(false);
@@ -54,8 +54,8 @@ pub fn validate(t: &TlsRaw, at: &str, base: &Path, p: &mut Problems<'_>) {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?
+    let pem = read_file_capped(path, MAX_CONFIG_FILE).map_err(|e| format!("certificate: {e}"))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad certificate PEM in {}: {e}", path.display()))?;
     if certs.is_empty() {
@@ -65,8 +65,9 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| format!("cannot read private key {}: {e}", path.display()))
+    let pem = read_file_capped(path, MAX_CONFIG_FILE).map_err(|e| format!("private key: {e}"))?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| format!("no usable private key in {}: {e}", path.display()))
 }
 
 fn server_config(

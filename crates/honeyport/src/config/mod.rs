@@ -23,6 +23,9 @@ use crate::tls;
 use ports::PortsRaw;
 use units::NumOrStr;
 
+/// Most sockets one listener may open: every port, on two addresses, over TCP and UDP.
+pub const MAX_SOCKETS: usize = 4 * 65536;
+
 /// The built-in configuration `honeyport run` uses when no `-c FILE` is given: loopback only,
 /// unprivileged ports, one persona of each flavour.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -635,6 +638,14 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
         if let Some(persona) = &persona {
             persona.validate_for_transports(&at, &transports, p);
         }
+        let count = transports.len() * addrs.len() * ports.len();
+        if count > MAX_SOCKETS {
+            p.at(
+                &format!("{at}.ports"),
+                format!("{count} sockets (ports x addresses x transports) is over the {MAX_SOCKETS} a sensor opens"),
+            );
+            continue;
+        }
         let mut binds = Vec::new();
         for &t in &transports {
             for &ip in &addrs {
@@ -975,9 +986,37 @@ pub fn resolve_path(base: &Path, p: &str) -> PathBuf {
 /// Checks that a file named in the config can be read; records a problem if not.
 pub fn check_readable(base: &Path, file: &str, at: &str, p: &mut Problems<'_>) {
     let path = resolve_path(base, file);
-    if let Err(e) = std::fs::File::open(&path) {
-        p.at(at, format!("cannot read {}: {e}", path.display()));
+    if let Err(e) = read_file_capped(&path, MAX_CONFIG_FILE) {
+        p.at(at, e);
     }
+}
+
+/// Largest file the config may name (banners, replies, certificates, keys).
+pub const MAX_CONFIG_FILE: u64 = 16 << 20;
+
+/// Reads a file named in the config: only a regular file (not a device, pipe or directory,
+/// which could block or never end) of at most `max` bytes.
+pub fn read_file_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let md = f
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !md.is_file() {
+        return Err(format!("cannot read {shown}: not a regular file"));
+    }
+    if md.len() > max {
+        return Err(format!("{shown} is larger than {max} bytes"));
+    }
+    let mut data = Vec::with_capacity(md.len() as usize);
+    f.take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if data.len() as u64 > max {
+        return Err(format!("{shown} is larger than {max} bytes"));
+    }
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -1116,6 +1155,44 @@ inherit = "zzz"
         let e = errs(src);
         assert!(e.iter().any(|e| e.message.contains("cycle")), "{e:?}");
         assert!(e.iter().any(|e| e.message.contains("zzz")), "{e:?}");
+    }
+
+    #[test]
+    fn devices_and_pipes_are_refused_not_read() {
+        let src = r#"
+[personas.a]
+type = "scripted"
+banner = { file = "/dev/zero" }
+[[listeners]]
+ports = 2
+persona = "a"
+tls = { cert = "/dev/zero", key = "/dev/urandom" }
+"#;
+        let e = errs(src);
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "personas.a.banner",
+            "listeners[0].tls.cert",
+            "listeners[0].tls.key",
+        ] {
+            assert!(paths.contains(&want), "missing {want}: {e:?}");
+        }
+        assert!(
+            e.iter().all(|e| e.message.contains("not a regular file")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn too_many_sockets_is_refused_before_expanding() {
+        let addrs: Vec<String> = (1..=8).map(|i| format!("\"127.0.0.{i}\"")).collect();
+        let src = format!(
+            "[personas.a]\ntype = \"scripted\"\n[[listeners]]\nports = \"1-65535\"\ntransport = [\"tcp\", \"udp\"]\nbind = [{}]\npersona = \"a\"\n",
+            addrs.join(", ")
+        );
+        let e = errs(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].message.contains("sockets"), "{e:?}");
     }
 
     #[test]

@@ -14,10 +14,10 @@ use std::path::Path;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::config::{check_readable, resolve_path, Problems};
+use crate::config::{check_readable, read_file_capped, resolve_path, Problems, MAX_CONFIG_FILE};
 
 /// Largest file a banner or reply may be loaded from.
-pub const MAX_FILE: u64 = 16 << 20;
+pub const MAX_FILE: u64 = MAX_CONFIG_FILE;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(untagged)]
@@ -65,16 +65,7 @@ impl BytesSpec {
             }
         }
         if let Some(f) = &t.file {
-            let before = p.errors.len();
             check_readable(base_dir, f, at, p);
-            if p.errors.len() == before {
-                let path = resolve_path(base_dir, f);
-                if let Ok(md) = std::fs::metadata(&path) {
-                    if md.len() > MAX_FILE {
-                        p.at(at, format!("{} is larger than 16MiB", path.display()));
-                    }
-                }
-            }
         }
     }
 
@@ -99,13 +90,7 @@ impl BytesSpec {
                         .decode(b.trim())
                         .map_err(|e| format!("bad base64: {e}"))
                 } else if let Some(f) = &t.file {
-                    let path = resolve_path(base_dir, f);
-                    let data = std::fs::read(&path)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    if data.len() as u64 > MAX_FILE {
-                        return Err(format!("{} is larger than 16MiB", path.display()));
-                    }
-                    Ok(data)
+                    read_file_capped(&resolve_path(base_dir, f), MAX_FILE)
                 } else {
                     Err("empty byte string spec".into())
                 }

@@ -44,8 +44,8 @@ tls = { cert = "nope.pem", key = "nope.key" }
         ":6:9: personas.smtp.rules[0].regex: bad regex",
         ":10:9: listeners[0].ports: port range \"30-20\" runs backwards",
         ":15:11: listeners[1].persona: unknown persona \"no-such-persona\"",
-        "listeners[1].tls.cert: cannot read certificate",
-        "listeners[1].tls.key: cannot read private key",
+        "listeners[1].tls.cert: certificate: cannot read",
+        "listeners[1].tls.key: private key: cannot read",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
