@@ -109,6 +109,50 @@ pub enum EventKind {
         data: Payload,
         len: u64,
     },
+    /// A login attempt was refused (telnet, SSH, FTP, SMTP AUTH, HTTP). Username and password
+    /// exactly as sent.
+    #[serde(rename = "login.failed")]
+    LoginFailed {
+        username: Payload,
+        password: Payload,
+        /// How the credentials came: `telnet`, `ssh-password`, `ftp`, `smtp-plain`, ...
+        method: String,
+    },
+    /// A login attempt was accepted.
+    #[serde(rename = "login.success")]
+    LoginSuccess {
+        username: Payload,
+        password: Payload,
+        method: String,
+    },
+    /// One command line given to the fake shell (or a protocol command a persona records).
+    #[serde(rename = "command.input")]
+    CommandInput {
+        input: Payload,
+        /// Whether the shell knew the command (cowrie's `command.input` vs `command.failed`).
+        recognised: bool,
+    },
+    /// A command asked to fetch a URL (wget, curl, tftp, ftpget). Recorded, not fetched.
+    #[serde(rename = "session.file_download")]
+    FileDownload {
+        url: Payload,
+        /// The tool: `wget`, `curl`, `tftp`, `ftpget`.
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outfile: Option<Payload>,
+    },
+    /// Bytes written to a file in the session's fake filesystem (e.g. an `echo -ne '\x7fELF'`
+    /// dropper), identified by SHA-256.
+    #[serde(rename = "session.file_write")]
+    FileWrite {
+        path: Payload,
+        sha256: String,
+        len: u64,
+    },
+    /// The client's answers to telnet option negotiation, in order, e.g.
+    /// `WONT ECHO,WILL NAWS,SB NAWS 80x24,DONT SGA`.
+    #[serde(rename = "client.telnet_options")]
+    TelnetOptions { pattern: String },
     /// The session ended. Every `session.connect` has exactly one of these.
     #[serde(rename = "session.closed")]
     Closed {
@@ -134,6 +178,12 @@ impl EventKind {
             EventKind::RuleMatch { .. } => "rule.match",
             EventKind::TlsHandshake { .. } => "tls.handshake",
             EventKind::TlsFailed { .. } => "tls.failed",
+            EventKind::LoginFailed { .. } => "login.failed",
+            EventKind::LoginSuccess { .. } => "login.success",
+            EventKind::CommandInput { .. } => "command.input",
+            EventKind::FileDownload { .. } => "session.file_download",
+            EventKind::FileWrite { .. } => "session.file_write",
+            EventKind::TelnetOptions { .. } => "client.telnet_options",
             EventKind::Closed { .. } => "session.closed",
         }
     }
@@ -512,6 +562,33 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         let kinds = vec![
+            EventKind::LoginFailed {
+                username: Payload(b"root".to_vec()),
+                password: Payload(vec![0xff, b'x']),
+                method: "telnet".into(),
+            },
+            EventKind::LoginSuccess {
+                username: Payload(b"admin".to_vec()),
+                password: Payload(b"admin".to_vec()),
+                method: "telnet".into(),
+            },
+            EventKind::CommandInput {
+                input: Payload(b"/bin/busybox ECCHI".to_vec()),
+                recognised: true,
+            },
+            EventKind::FileDownload {
+                url: Payload(b"http://203.0.113.9/x.sh".to_vec()),
+                command: "wget".into(),
+                outfile: Some(Payload(b"x.sh".to_vec())),
+            },
+            EventKind::FileWrite {
+                path: Payload(b"/tmp/.x".to_vec()),
+                sha256: "00".repeat(32),
+                len: 4,
+            },
+            EventKind::TelnetOptions {
+                pattern: "WONT ECHO,WILL NAWS,SB NAWS 80x24".into(),
+            },
             EventKind::Connect {
                 listener: "l".into(),
                 persona: "p".into(),

@@ -7,6 +7,7 @@
 //! - [`listener`]: bind, accept, slots (global + per source), [`listener::conn::Conn`]
 //!   (capped, timed, recorded I/O), UDP flows, session start/end pairing
 //! - [`persona`]: the personas; one file per persona, one variant in `PersonaRaw`/`Persona`
+//! - [`shell`]: the fake shell (pure: line in, output and events out) telnet and SSH share
 //! - [`tls`]: rustls server configs (given PEM or self-signed)
 //! - [`pipeline`]: bounded event queue -> writer thread -> sinks; backpressure and loss counts
 //! - [`sink`]: SQLite (store of record) and rotating JSON lines
@@ -20,6 +21,7 @@ pub mod config;
 pub mod listener;
 pub mod persona;
 pub mod pipeline;
+pub mod shell;
 pub mod sink;
 pub mod store;
 pub mod tls;

@@ -265,6 +265,45 @@ fn render(ev: &Event) -> String {
         EventKind::TlsFailed { error, data, len } => {
             format!("{error}; {len}B \"{}\"", clip(&data.escaped()))
         }
+        EventKind::LoginFailed {
+            username,
+            password,
+            method,
+        }
+        | EventKind::LoginSuccess {
+            username,
+            password,
+            method,
+        } => {
+            format!(
+                "{method} \"{}\" / \"{}\"",
+                clip(&username.escaped()),
+                clip(&password.escaped())
+            )
+        }
+        EventKind::CommandInput { input, recognised } => {
+            format!(
+                "{}\"{}\"",
+                if *recognised { "" } else { "(unknown) " },
+                clip(&input.escaped())
+            )
+        }
+        EventKind::FileDownload {
+            url,
+            command,
+            outfile,
+        } => format!(
+            "{command} \"{}\"{}",
+            clip(&url.escaped()),
+            outfile
+                .as_ref()
+                .map(|o| format!(" -> \"{}\"", clip(&o.escaped())))
+                .unwrap_or_default()
+        ),
+        EventKind::FileWrite { path, sha256, len } => {
+            format!("\"{}\" {len}B sha256={sha256}", clip(&path.escaped()))
+        }
+        EventKind::TelnetOptions { pattern } => clip(pattern),
         EventKind::Closed {
             duration,
             bytes_in,
