@@ -247,11 +247,14 @@ impl Shell {
                     });
                 }
                 let recognised = if run && !self.exit {
-                    let (stdout, recognised) = self.exec(cmd, &pipe, out);
+                    let (stdout, stderr, recognised) = self.exec(cmd, &pipe);
                     if i + k == j {
+                        // Both reach the terminal: a command's output, then its errors.
                         push_capped(out, &stdout);
+                        push_capped(out, &stderr);
                         pipe.clear();
                     } else {
+                        push_capped(out, &stderr);
                         pipe = stdout;
                     }
                     recognised
@@ -271,11 +274,11 @@ impl Shell {
         }
     }
 
-    /// Runs one simple command; returns its stdout (unless redirected) and whether the
-    /// command was known. Its stderr goes to `term`.
-    fn exec(&mut self, cmd: &parse::Command, stdin: &[u8], term: &mut Vec<u8>) -> (Vec<u8>, bool) {
+    /// Runs one simple command; returns its stdout and stderr (unless redirected) and
+    /// whether the command was known.
+    fn exec(&mut self, cmd: &parse::Command, stdin: &[u8]) -> (Vec<u8>, Vec<u8>, bool) {
         if self.steps >= MAX_STEPS {
-            return (Vec::new(), true);
+            return (Vec::new(), Vec::new(), true);
         }
         self.steps += 1;
         let mut io = Io::default();
@@ -289,9 +292,8 @@ impl Shell {
                         Ok(d) => input = Some(d.to_vec()),
                         Err(e) => {
                             self.shell_error(&mut io, path, e.text());
-                            push_capped(term, &io.err);
                             self.status = 1;
-                            return (Vec::new(), true);
+                            return (Vec::new(), io.err, true);
                         }
                     }
                 }
@@ -322,9 +324,8 @@ impl Shell {
             if let Redirect::Out { path, append, .. } = r {
                 let p = fs::resolve(&self.cwd, path);
                 if p != b"/dev/null" && !self.write_file(&p, b"", *append, &mut err_text) {
-                    push_capped(term, &err_text);
                     self.status = 1;
-                    return (Vec::new(), true);
+                    return (Vec::new(), err_text, true);
                 }
             }
         }
@@ -348,8 +349,7 @@ impl Shell {
                 }
             }
         }
-        push_capped(term, &err_text);
-        (stdout, recognised)
+        (stdout, err_text, recognised)
     }
 
     /// Writes into the session filesystem for a redirection, reporting errors as the shell.
@@ -555,6 +555,43 @@ mod tests {
         // Debian has busybox too (initramfs-tools installs it).
         let mut d = shell("debian_server");
         assert_eq!(out(&mut d, b"busybox XYZ"), b"XYZ: applet not found\r\n");
+    }
+
+    /// The steps of Mirai's loader (loader/src/server.c): writable-directory probe, ELF
+    /// header probe, copying a binary to get an executable file, then the echo dropper.
+    #[test]
+    fn mirai_loader_steps() {
+        let mut sh = shell("busybox_router");
+        let o = sh.run_line(b"/bin/busybox ps; /bin/busybox cat /proc/mounts; /bin/busybox ECCHI");
+        assert!(o.output.starts_with(b"  PID USER"));
+        assert!(o.output.ends_with(b"ECCHI: applet not found\r\n"));
+        let o = sh.run_line(b">/dev/.nippon && cd /dev/ && /bin/busybox echo -e '\\x6b\\x61\\x6d\\x69/dev' > /dev/.nippon; /bin/busybox cat /dev/.nippon; /bin/busybox rm /dev/.nippon");
+        assert_eq!(o.output, b"kami/dev\r\n");
+        assert_eq!(sh.cwd(), b"/dev");
+        let o = sh.run_line(b"/bin/busybox dd bs=52 count=1 if=/bin/echo || /bin/busybox cat /bin/echo; /bin/busybox ECCHI");
+        assert_eq!(&o.output[..4], b"\x7fELF");
+        assert!(o
+            .output
+            .ends_with(b"1+0 records in\r\n1+0 records out\r\nECCHI: applet not found\r\n"));
+        let o = sh.run_line(b"/bin/busybox cp /bin/echo dvrHelper; >dvrHelper; /bin/busybox chmod 777 dvrHelper; /bin/busybox ECCHI");
+        assert_eq!(o.output, b"ECCHI: applet not found\r\n");
+        assert_eq!(sh.file(b"dvrHelper"), Some(&b""[..]));
+        let o = sh.run_line(b"/bin/busybox wget; /bin/busybox tftp; /bin/busybox ECCHI");
+        assert!(o.output.windows(12).any(|w| w == b"Usage: wget "));
+        let o = sh.run_line(b"/bin/busybox echo -ne '\\x7f\\x45\\x4c\\x46' >> dvrHelper && /bin/busybox echo -e '\\x45\\x43\\x43\\x48\\x49'");
+        assert_eq!(o.output, b"ECCHI\r\n");
+        assert_eq!(sh.file(b"/dev/dvrHelper"), Some(&b"\x7fELF"[..]));
+        assert_eq!(
+            out(&mut sh, b"./dvrHelper; /bin/busybox ECCHI"),
+            b"ECCHI: applet not found\r\n"
+        );
+        // Debian merges /usr: /bin/busybox is there too.
+        let mut d = shell("debian_server");
+        assert_eq!(
+            out(&mut d, b"/bin/busybox ECCHI"),
+            b"ECCHI: applet not found\r\n"
+        );
+        assert_eq!(out(&mut d, b"which sh"), b"/usr/bin/sh\r\n");
     }
 
     #[test]

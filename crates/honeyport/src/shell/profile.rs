@@ -250,7 +250,14 @@ fn debian_server() -> Profile {
         file("/root/.bashrc", "# ~/.bashrc: executed by bash(1) for non-login shells.\nexport LS_OPTIONS='--color=auto'\nalias ls='ls $LS_OPTIONS'\n"),
         file("/root/.profile", "# ~/.profile: executed by Bourne-compatible login shells.\nif [ \"$BASH\" ]; then\n  if [ -f ~/.bashrc ]; then\n    . ~/.bashrc\n  fi\nfi\nmesg n 2> /dev/null || true\n"),
     ];
-    for p in GNU_COMMANDS {
+    // Merged /usr: /bin is /usr/bin (bots call /bin/busybox, /bin/sh).
+    let mut commands: Vec<String> = GNU_COMMANDS.iter().map(|s| s.to_string()).collect();
+    commands.extend(
+        GNU_COMMANDS
+            .iter()
+            .map(|s| s.replacen("/usr/bin/", "/bin/", 1)),
+    );
+    for p in &commands {
         files.push(file(p, &elf));
     }
     Profile {
@@ -269,12 +276,12 @@ fn debian_server() -> Profile {
         busybox_version: "BusyBox v1.35.0 (Debian 1:1.35.0-4+b3) multi-call binary.".into(),
         files,
         dirs: [
-            "/bin", "/sbin", "/dev", "/home/debian", "/tmp", "/var/tmp", "/var/log", "/var/www",
+            "/sbin", "/dev", "/home/debian", "/tmp", "/var/tmp", "/var/log", "/var/www",
             "/run", "/usr/sbin", "/usr/lib", "/opt", "/srv", "/mnt",
         ]
         .map(String::from)
         .to_vec(),
-        commands: GNU_COMMANDS.iter().map(|s| s.to_string()).collect(),
+        commands,
         ps: "    PID TTY          TIME CMD\n   1423 pts/0    00:00:00 bash\n   1437 pts/0    00:00:00 ps\n".into(),
         ps_full: DEBIAN_PS_AUX.into(),
         id: "uid=0(root) gid=0(root) groups=0(root)".into(),
