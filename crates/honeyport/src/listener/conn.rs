@@ -74,6 +74,8 @@ pub(crate) enum Io {
     Tcp(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Udp(UdpFlow),
+    /// Gone: a STARTTLS handshake took the stream and failed.
+    Closed,
 }
 
 thread_local! {
@@ -106,6 +108,7 @@ impl Io {
                 Ok(buf)
             }
             Io::Udp(f) => Ok(f.recv(cap).await),
+            Io::Closed => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -119,6 +122,7 @@ impl Io {
                 s.flush().await
             }
             Io::Udp(_) => Err(io::Error::other("udp writes go through send_udp")),
+            Io::Closed => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -130,7 +134,7 @@ impl Io {
             Io::Tls(s) => {
                 let _ = s.shutdown().await;
             }
-            Io::Udp(_) => {}
+            Io::Udp(_) | Io::Closed => {}
         }
     }
 }
@@ -187,6 +191,48 @@ impl Conn {
 
     pub fn bytes(&self) -> (u64, u64) {
         (self.bytes_in, self.bytes_out)
+    }
+
+    /// Whether the connection is TLS (an implicit-TLS listener, or after `start_tls`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, Io::Tls(_))
+    }
+
+    /// Upgrades a plain TCP connection to TLS in place (SMTP STARTTLS and the like), within
+    /// the idle timeout and the session deadline. Records `tls.handshake`, or `tls.failed` and
+    /// ends the session. Handshake bytes are not counted as session input.
+    pub async fn start_tls(&mut self, cfg: Arc<rustls::ServerConfig>) -> Result<(), End> {
+        let Io::Tcp(stream) = std::mem::replace(&mut self.io, Io::Closed) else {
+            // Not plain TCP (already TLS, or UDP): a persona bug, not the peer's doing.
+            return Err(End::new(EndReason::Internal));
+        };
+        let (deadline, is_session_deadline) = self.idle_deadline();
+        let hard_stop = self.shared.hard_stop.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        // Boxed: the handshake state is large and only STARTTLS sessions need it.
+        let accept = Box::pin(acceptor.accept(stream));
+        let r = tokio::select! {
+            biased;
+            _ = hard_stop.cancelled() => return Err(End::new(EndReason::Shutdown)),
+            r = tokio::time::timeout_at(deadline, accept) => r,
+        };
+        let error = match r {
+            Ok(Ok(s)) => {
+                self.emit(handshake_kind(s.get_ref().1)).await;
+                self.io = Io::Tls(Box::new(s));
+                return Ok(());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) if is_session_deadline => return Err(End::limit("max_session")),
+            Err(_) => "handshake timed out".to_string(),
+        };
+        self.emit(EventKind::TlsFailed {
+            error,
+            data: Payload(Vec::new()),
+            len: 0,
+        })
+        .await;
+        Err(End::new(EndReason::TlsFailed))
     }
 
     /// Records an event for this session.
@@ -380,6 +426,22 @@ impl Conn {
     /// Closes the connection (TLS close_notify, TCP FIN), bounded by a short deadline.
     pub(crate) async fn close(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.close()).await;
+    }
+}
+
+/// The `tls.handshake` event for a finished handshake.
+pub(crate) fn handshake_kind(c: &rustls::ServerConnection) -> EventKind {
+    EventKind::TlsHandshake {
+        version: c
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        cipher: c
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+        sni: c.server_name().map(str::to_string),
+        alpn: c.alpn_protocol().map(|a| Payload(a.to_vec())),
     }
 }
 

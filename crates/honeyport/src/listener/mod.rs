@@ -680,19 +680,7 @@ async fn tls_accept(
     };
     let err = match result {
         Ok(Ok(s)) => {
-            let c = s.get_ref().1;
-            let kind = EventKind::TlsHandshake {
-                version: c
-                    .protocol_version()
-                    .map(|v| format!("{v:?}"))
-                    .unwrap_or_default(),
-                cipher: c
-                    .negotiated_cipher_suite()
-                    .map(|s| format!("{:?}", s.suite()))
-                    .unwrap_or_default(),
-                sni: c.server_name().map(str::to_string),
-                alpn: c.alpn_protocol().map(|a| Payload(a.to_vec())),
-            };
+            let kind = conn::handshake_kind(s.get_ref().1);
             shared.events.send(meta.event(&shared.sensor, kind)).await;
             return Ok(Box::new(s));
         }

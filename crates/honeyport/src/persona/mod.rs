@@ -6,6 +6,7 @@
 
 pub mod bytes;
 pub mod scripted;
+pub mod smtp;
 pub mod template;
 
 use std::path::Path;
@@ -20,14 +21,18 @@ use crate::listener::conn::{Conn, End};
 /// A persona as written in the config file; `type = "..."` picks the variant.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Read once at start and cloned a handful of times: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum PersonaRaw {
     /// Declarative banner / rules / replies: everything tcp-honeypot and simple_listener do.
     Scripted(scripted::ScriptedRaw),
+    /// An ESMTP server (Exim, Postfix or Proxmox profile): AUTH, envelope and DATA captured.
+    Smtp(smtp::SmtpRaw),
 }
 
 impl PersonaRaw {
     /// Every `type = "..."` this build knows.
-    pub const KINDS: &'static [&'static str] = &["scripted"];
+    pub const KINDS: &'static [&'static str] = &["scripted", "smtp"];
 
     /// Reads a persona of kind `kind` (the table without its `type` key). `None` for an
     /// unknown kind.
@@ -37,6 +42,7 @@ impl PersonaRaw {
     ) -> Option<Result<PersonaRaw, D::Error>> {
         match kind {
             "scripted" => Some(scripted::ScriptedRaw::deserialize(de).map(PersonaRaw::Scripted)),
+            "smtp" => Some(smtp::SmtpRaw::deserialize(de).map(PersonaRaw::Smtp)),
             _ => None,
         }
     }
@@ -45,6 +51,7 @@ impl PersonaRaw {
     pub fn inherit(&self) -> Option<&str> {
         match self {
             PersonaRaw::Scripted(s) => s.inherit.as_deref(),
+            PersonaRaw::Smtp(s) => s.inherit.as_deref(),
         }
     }
 
@@ -54,6 +61,8 @@ impl PersonaRaw {
             (PersonaRaw::Scripted(a), PersonaRaw::Scripted(b)) => {
                 Ok(PersonaRaw::Scripted(a.merged_over(b)))
             }
+            (PersonaRaw::Smtp(a), PersonaRaw::Smtp(b)) => Ok(PersonaRaw::Smtp(a.merged_over(b))),
+            _ => Err("a persona can only inherit a persona of its own type".to_string()),
         }
     }
 
@@ -69,6 +78,14 @@ impl PersonaRaw {
                     PersonaRaw::Scripted(s)
                 })
                 .map_err(|e| e.message().trim().to_string()),
+            PersonaRaw::Smtp(_) => table
+                .clone()
+                .try_into::<smtp::SmtpRaw>()
+                .map(|mut s| {
+                    s.inherit = None;
+                    PersonaRaw::Smtp(s)
+                })
+                .map_err(|e| e.message().trim().to_string()),
         }
     }
 
@@ -76,6 +93,7 @@ impl PersonaRaw {
     pub fn validate(&self, at: &str, base_dir: &Path, p: &mut Problems<'_>) {
         match self {
             PersonaRaw::Scripted(s) => s.validate(at, base_dir, p),
+            PersonaRaw::Smtp(s) => s.validate(at, base_dir, p),
         }
     }
 
@@ -88,6 +106,7 @@ impl PersonaRaw {
     ) {
         match self {
             PersonaRaw::Scripted(s) => s.validate_final(at, transports, p),
+            PersonaRaw::Smtp(s) => s.validate_final(at, transports, p),
         }
     }
 
@@ -95,6 +114,7 @@ impl PersonaRaw {
     pub fn build(&self, base_dir: &Path) -> Result<Persona, String> {
         match self {
             PersonaRaw::Scripted(s) => Ok(Persona::Scripted(Arc::new(s.build(base_dir)?))),
+            PersonaRaw::Smtp(s) => Ok(Persona::Smtp(Arc::new(s.build(base_dir)?))),
         }
     }
 }
@@ -103,12 +123,14 @@ impl PersonaRaw {
 #[derive(Clone)]
 pub enum Persona {
     Scripted(Arc<scripted::Scripted>),
+    Smtp(Arc<smtp::Smtp>),
 }
 
 impl Persona {
     pub fn kind(&self) -> &'static str {
         match self {
             Persona::Scripted(_) => "scripted",
+            Persona::Smtp(_) => "smtp",
         }
     }
 
@@ -116,6 +138,7 @@ impl Persona {
     pub async fn serve(&self, conn: &mut Conn) -> End {
         match self {
             Persona::Scripted(s) => s.serve(conn).await,
+            Persona::Smtp(s) => s.serve(conn).await,
         }
     }
 }

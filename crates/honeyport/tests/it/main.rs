@@ -10,6 +10,7 @@ mod net;
 mod scripted;
 mod shutdown;
 mod smoke;
+mod smtp;
 mod storage;
 mod tls;
 mod udp;
