@@ -21,6 +21,8 @@ const BUILTINS: &[&str] = &[
     "kill",
     "linuxshell",
     "logout",
+    "nohup",
+    "setsid",
     "printf",
     "pwd",
     "read",
@@ -104,7 +106,16 @@ fn applet(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut I
             0
         }
         "cd" => cd(sh, args, io),
-        "sh" | "ash" | "bash" | "dash" | "." | "source" | "exec" => shell(sh, name, args, io),
+        "sh" | "ash" | "bash" | "dash" | "." | "source" | "exec" => {
+            shell(sh, name, args, stdin, io)
+        }
+        "nohup" | "setsid" => match args.split_first() {
+            Some((cmd, rest)) => sh.dispatch(cmd, rest, stdin, io).0,
+            None => {
+                io.err(format!("{name}: missing operand\n"));
+                1
+            }
+        },
         "busybox" => busybox(sh, args, stdin, io),
         "cat" => cat(sh, args, stdin, io),
         "uname" => uname(sh, args, io),
@@ -412,12 +423,12 @@ fn cd(sh: &mut Shell, args: &[Vec<u8>], io: &mut Io) -> i32 {
 }
 
 /// `sh`, `sh -c CMD`, `sh FILE`, `. FILE`, `exec CMD...`.
-fn shell(sh: &mut Shell, name: &str, args: &[Vec<u8>], io: &mut Io) -> i32 {
+fn shell(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut Io) -> i32 {
     if name == "exec" {
         let Some((cmd, rest)) = args.split_first() else {
             return 0;
         };
-        let (status, _) = sh.dispatch(cmd, rest, b"", io);
+        let (status, _) = sh.dispatch(cmd, rest, stdin, io);
         return status;
     }
     let mut i = 0;
@@ -478,6 +489,11 @@ fn shell(sh: &mut Shell, name: &str, args: &[Vec<u8>], io: &mut Io) -> i32 {
                 }
             }
         };
+    }
+    // `curl ... | sh`: the script comes on stdin.
+    if !stdin.is_empty() && name != "." && name != "source" {
+        let script = stdin.to_vec();
+        return sh.run_script(&script, io);
     }
     0
 }

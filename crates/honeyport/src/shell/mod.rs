@@ -895,5 +895,9 @@ mod tests {
         let o = sh.run_line(b"sh -c 'sh -c \"sh -c \\\"sh -c \\\\\\\"sh -c \\\\\\\\\\\\\\\"echo deep\\\\\\\\\\\\\\\"\\\\\\\"\\\"\"'");
         assert!(o.output.len() <= MAX_OUTPUT);
         assert_eq!(out(&mut sh, b"sh -c 'echo a; echo b' | wc -l"), b"2\r\n");
+        assert_eq!(
+            out(&mut sh, b"echo 'echo piped' | sh; nohup echo n &"),
+            b"piped\r\nn\r\n"
+        );
     }
 }
