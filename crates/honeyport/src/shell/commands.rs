@@ -647,12 +647,18 @@ fn ls(sh: &mut Shell, args: &[Vec<u8>], io: &mut Io) -> i32 {
     let paths: Vec<&[u8]> = if paths.is_empty() { vec![b"."] } else { paths };
     let gnu = sh.profile.flavor == Flavor::Gnu;
     let mut status = 0;
-    let entry = |name: &[u8], node: &Node| -> Vec<u8> {
+    // One entry: the name, or an `ls -l` line.
+    let entry = |name: &[u8], full: &[u8]| -> Vec<u8> {
         if !long {
             return name.to_vec();
         }
+        let node = sh.fs.get(full).unwrap_or(&Node::Dir);
         let links = if node.is_dir() { 2 } else { 1 };
-        let len = if node.is_dir() && gnu { 4096 } else { 0 };
+        let len = match node {
+            Node::Dir if gnu => 4096,
+            Node::Dir => 0,
+            Node::File { .. } => sh.fs.file_len(full).unwrap_or(0),
+        };
         let line = if gnu {
             format!(
                 "{} {links} root root {len:>5} Nov 26 16:02 ",
@@ -675,12 +681,8 @@ fn ls(sh: &mut Shell, args: &[Vec<u8>], io: &mut Io) -> i32 {
                 file_error(sh, io, "ls", verb, p, FsError::NotFound);
                 status = if gnu { 2 } else { 1 };
             }
-            Some(n @ Node::File { .. }) => {
-                let mut line = entry(p, n);
-                if long {
-                    line = fix_size(sh, &full, line);
-                }
-                io.out([line.as_slice(), b"\n"].concat());
+            Some(Node::File { .. }) => {
+                io.out([entry(p, &full).as_slice(), b"\n"].concat());
             }
             Some(Node::Dir) => {
                 if multi {
@@ -691,20 +693,14 @@ fn ls(sh: &mut Shell, args: &[Vec<u8>], io: &mut Io) -> i32 {
                 }
                 let mut lines: Vec<Vec<u8>> = Vec::new();
                 if all {
-                    lines.push(entry(b".", &Node::Dir));
-                    lines.push(entry(b"..", &Node::Dir));
+                    lines.push(entry(b".", &full));
+                    lines.push(entry(b"..", &fs::resolve(&full, b"..")));
                 }
-                for (name, node) in sh.fs.list(&full) {
+                for (name, _) in sh.fs.list(&full) {
                     if name.starts_with(b".") && !all && !flags.contains(&b'A') {
                         continue;
                     }
-                    let mut line = entry(name, node);
-                    if long {
-                        let child =
-                            [full.as_slice(), if full == b"/" { b"" } else { b"/" }, name].concat();
-                        line = fix_size(sh, &child, line);
-                    }
-                    lines.push(line);
+                    lines.push(entry(name, &fs::resolve(&full, name)));
                 }
                 if long {
                     if gnu {
@@ -720,32 +716,6 @@ fn ls(sh: &mut Shell, args: &[Vec<u8>], io: &mut Io) -> i32 {
         }
     }
     status
-}
-
-/// Puts a file's real size into an `ls -l` line built with size 0.
-fn fix_size(sh: &Shell, path: &[u8], line: Vec<u8>) -> Vec<u8> {
-    let Some(len) = sh.fs.file_len(path) else {
-        return line;
-    };
-    if len == 0 || !matches!(sh.fs.get(path), Some(Node::File { .. })) {
-        return line;
-    }
-    // The size field is right-aligned before the date; replace the trailing " 0 " of it.
-    let date_at = line
-        .windows(4)
-        .position(|w| w == b" Nov" || w == b" Jan")
-        .unwrap_or(line.len());
-    let head = &line[..date_at];
-    let zero_at = head.iter().rposition(|&b| b == b'0').unwrap_or(date_at);
-    let width = head.len()
-        - head[..zero_at]
-            .iter()
-            .rposition(|&b| b != b' ')
-            .map_or(0, |p| p + 1);
-    let mut out = head[..head.len() - width].to_vec();
-    out.extend_from_slice(format!("{:>width$}", len, width = width).as_bytes());
-    out.extend_from_slice(&line[date_at..]);
-    out
 }
 
 fn chmod(sh: &mut Shell, args: &[Vec<u8>], io: &mut Io) -> i32 {

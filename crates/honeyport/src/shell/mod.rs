@@ -628,7 +628,13 @@ mod tests {
                 (b"echo $?".to_vec(), true)
             ]
         );
-        assert!(out(&mut sh, b"ls -la").windows(3).any(|w| w == b".x\r"));
+        assert!(out(&mut sh, b"ls -la")
+            .windows(34)
+            .any(|w| w == b"-rwxr-xr-x    1 root     root     "));
+        assert_eq!(
+            out(&mut sh, b"ls -l .x"),
+            b"-rwxr-xr-x    1 root     root            7 Jan  1 00:00 .x\r\n"
+        );
         // Not an ELF: runs as a script.
         sh.run_line(b"echo 'echo hi; /bin/busybox AB' > s.sh; chmod 777 s.sh");
         assert_eq!(out(&mut sh, b"./s.sh"), b"hi\r\nAB: applet not found\r\n");
