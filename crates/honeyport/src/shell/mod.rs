@@ -489,6 +489,8 @@ impl Shell {
             }
             self.run_list(line, false, &mut out);
         }
+        // `exit` in a script or `sh -c` ends that shell, not the session.
+        self.exit = false;
         self.depth -= 1;
         io.out(&out);
         self.status
@@ -905,5 +907,8 @@ mod tests {
             out(&mut sh, b"echo 'echo piped' | sh; nohup echo n &"),
             b"piped\r\nn\r\n"
         );
+        let o = sh.run_line(b"sh -c 'echo in; exit; echo not'; echo after");
+        assert_eq!(o.output, b"in\r\nafter\r\n");
+        assert!(!o.exit);
     }
 }
