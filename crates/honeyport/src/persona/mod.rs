@@ -5,8 +5,10 @@
 //! ([`crate::listener`]); a persona only talks to the peer through a [`Conn`].
 
 pub mod bytes;
+pub mod creds;
 pub mod scripted;
 pub mod smtp;
+pub mod telnet;
 pub mod template;
 
 use std::path::Path;
@@ -28,11 +30,13 @@ pub enum PersonaRaw {
     Scripted(scripted::ScriptedRaw),
     /// An ESMTP server (Exim, Postfix or Proxmox profile): AUTH, envelope and DATA captured.
     Smtp(smtp::SmtpRaw),
+    /// Telnet login dialogue and fake shell, like a BusyBox/Linux telnetd.
+    Telnet(telnet::TelnetRaw),
 }
 
 impl PersonaRaw {
     /// Every `type = "..."` this build knows.
-    pub const KINDS: &'static [&'static str] = &["scripted", "smtp"];
+    pub const KINDS: &'static [&'static str] = &["scripted", "smtp", "telnet"];
 
     /// Reads a persona of kind `kind` (the table without its `type` key). `None` for an
     /// unknown kind.
@@ -43,6 +47,7 @@ impl PersonaRaw {
         match kind {
             "scripted" => Some(scripted::ScriptedRaw::deserialize(de).map(PersonaRaw::Scripted)),
             "smtp" => Some(smtp::SmtpRaw::deserialize(de).map(PersonaRaw::Smtp)),
+            "telnet" => Some(telnet::TelnetRaw::deserialize(de).map(PersonaRaw::Telnet)),
             _ => None,
         }
     }
@@ -52,6 +57,7 @@ impl PersonaRaw {
         match self {
             PersonaRaw::Scripted(s) => s.inherit.as_deref(),
             PersonaRaw::Smtp(s) => s.inherit.as_deref(),
+            PersonaRaw::Telnet(t) => t.inherit.as_deref(),
         }
     }
 
@@ -62,6 +68,9 @@ impl PersonaRaw {
                 Ok(PersonaRaw::Scripted(a.merged_over(b)))
             }
             (PersonaRaw::Smtp(a), PersonaRaw::Smtp(b)) => Ok(PersonaRaw::Smtp(a.merged_over(b))),
+            (PersonaRaw::Telnet(a), PersonaRaw::Telnet(b)) => {
+                Ok(PersonaRaw::Telnet(a.merged_over(b)))
+            }
             _ => Err("a persona can only inherit a persona of its own type".to_string()),
         }
     }
@@ -86,6 +95,14 @@ impl PersonaRaw {
                     PersonaRaw::Smtp(s)
                 })
                 .map_err(|e| e.message().trim().to_string()),
+            PersonaRaw::Telnet(_) => table
+                .clone()
+                .try_into::<telnet::TelnetRaw>()
+                .map(|mut t| {
+                    t.inherit = None;
+                    PersonaRaw::Telnet(t)
+                })
+                .map_err(|e| e.message().trim().to_string()),
         }
     }
 
@@ -94,6 +111,7 @@ impl PersonaRaw {
         match self {
             PersonaRaw::Scripted(s) => s.validate(at, base_dir, p),
             PersonaRaw::Smtp(s) => s.validate(at, base_dir, p),
+            PersonaRaw::Telnet(t) => t.validate(at, base_dir, p),
         }
     }
 
@@ -107,6 +125,7 @@ impl PersonaRaw {
         match self {
             PersonaRaw::Scripted(s) => s.validate_final(at, transports, p),
             PersonaRaw::Smtp(s) => s.validate_final(at, transports, p),
+            PersonaRaw::Telnet(t) => t.validate_final(at, transports, p),
         }
     }
 
@@ -115,6 +134,7 @@ impl PersonaRaw {
         match self {
             PersonaRaw::Scripted(s) => Ok(Persona::Scripted(Arc::new(s.build(base_dir)?))),
             PersonaRaw::Smtp(s) => Ok(Persona::Smtp(Arc::new(s.build(base_dir)?))),
+            PersonaRaw::Telnet(t) => Ok(Persona::Telnet(Arc::new(t.build(base_dir)?))),
         }
     }
 }
@@ -124,6 +144,7 @@ impl PersonaRaw {
 pub enum Persona {
     Scripted(Arc<scripted::Scripted>),
     Smtp(Arc<smtp::Smtp>),
+    Telnet(Arc<telnet::Telnet>),
 }
 
 impl Persona {
@@ -131,6 +152,7 @@ impl Persona {
         match self {
             Persona::Scripted(_) => "scripted",
             Persona::Smtp(_) => "smtp",
+            Persona::Telnet(_) => "telnet",
         }
     }
 
@@ -139,6 +161,7 @@ impl Persona {
         match self {
             Persona::Scripted(s) => s.serve(conn).await,
             Persona::Smtp(s) => s.serve(conn).await,
+            Persona::Telnet(t) => t.serve(conn).await,
         }
     }
 }

@@ -12,5 +12,6 @@ mod shutdown;
 mod smoke;
 mod smtp;
 mod storage;
+mod telnet;
 mod tls;
 mod udp;
