@@ -110,7 +110,7 @@ fn applet(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut I
             shell(sh, name, args, stdin, io)
         }
         "nohup" | "setsid" => match args.split_first() {
-            Some((cmd, rest)) => sh.dispatch(cmd, rest, stdin, io).0,
+            Some((cmd, rest)) => sh.dispatch_nested(cmd, rest, stdin, io).0,
             None => {
                 io.err(format!("{name}: missing operand\n"));
                 1
@@ -428,7 +428,7 @@ fn shell(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut Io
         let Some((cmd, rest)) = args.split_first() else {
             return 0;
         };
-        let (status, _) = sh.dispatch(cmd, rest, stdin, io);
+        let (status, _) = sh.dispatch_nested(cmd, rest, stdin, io);
         return status;
     }
     let mut i = 0;
@@ -438,6 +438,9 @@ fn shell(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut Io
                 io.err(format!("{name}: -c requires an argument\n"));
                 return 2;
             };
+            if !sh.charge_script(cmd.len()) {
+                return 0;
+            }
             let cmd = cmd.clone();
             return sh.run_script(&cmd, io);
         }
@@ -458,7 +461,11 @@ fn shell(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut Io
                 2
             }
             Ok(d) => {
-                let d = d.to_vec();
+                let len = d.len();
+                if !sh.charge_script(len) {
+                    return 0;
+                }
+                let d = sh.fs.read(&path).map(<[u8]>::to_vec).unwrap_or_default();
                 sh.run_script(&d, io)
             }
             Err(e) => {
@@ -491,7 +498,7 @@ fn shell(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut Io
         };
     }
     // `curl ... | sh`: the script comes on stdin.
-    if !stdin.is_empty() && name != "." && name != "source" {
+    if !stdin.is_empty() && name != "." && name != "source" && sh.charge_script(stdin.len()) {
         let script = stdin.to_vec();
         return sh.run_script(&script, io);
     }
@@ -970,8 +977,35 @@ fn grep(sh: &mut Shell, args: &[Vec<u8>], stdin: &[u8], io: &mut Io) -> i32 {
     }
 }
 
+/// Substring search in linear time (Rabin-Karp over a prime modulus): a 32 KiB pattern
+/// against a 64 KiB file must not cost `n * m`.
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+    const P: u128 = (1 << 61) - 1;
+    const B: u128 = 1_000_003;
+    let n = needle.len();
+    if n == 0 {
+        return true;
+    }
+    if n > hay.len() {
+        return false;
+    }
+    let hash = |s: &[u8]| s.iter().fold(0u128, |h, &b| (h * B + u128::from(b)) % P);
+    let mut pow = 1u128; // B^(n-1) mod P
+    for _ in 1..n {
+        pow = pow * B % P;
+    }
+    let want = hash(needle);
+    let mut h = hash(&hay[..n]);
+    for i in 0..=hay.len() - n {
+        if h == want && &hay[i..i + n] == needle {
+            return true;
+        }
+        if let Some(&next) = hay.get(i + n) {
+            h = (h + P * 256 - pow * u128::from(hay[i]) % P) % P;
+            h = (h * B + u128::from(next)) % P;
+        }
+    }
+    false
 }
 
 fn count_arg(flags_args: &[Vec<u8>]) -> (usize, Vec<&[u8]>) {
@@ -1512,4 +1546,23 @@ fn download(sh: &mut Shell, name: &str, args: &[Vec<u8>], io: &mut Io, installed
         io.err(text);
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substring_search() {
+        assert!(contains(b"hello world", b"o w"));
+        assert!(contains(b"abc", b""));
+        assert!(contains(b"abc", b"abc"));
+        assert!(!contains(b"abc", b"abcd"));
+        assert!(!contains(b"aaaaaaab", b"aab\x00"));
+        assert!(contains(b"\xff\xfe\x00\xff", b"\x00\xff"));
+        let hay = vec![b'a'; 65536];
+        let mut needle = vec![b'a'; 32768];
+        needle.push(b'b');
+        assert!(!contains(&hay, &needle));
+    }
 }

@@ -270,17 +270,38 @@ impl Fs {
             Some(_) => return Err(FsError::NotEmpty), // "File exists" is reported by the caller
             None => {}
         }
-        if parents && path != b"/" {
-            let p = parent(path).to_vec();
-            if !self.is_dir(&p) {
-                self.mkdir(&p, true)?;
+        if !parents {
+            self.check_parent(path)?;
+            if self.nodes.len() >= self.max_entries {
+                return Err(FsError::NoSpace);
             }
+            self.nodes.insert(path.to_vec(), Node::Dir);
+            return Ok(());
         }
-        self.check_parent(path)?;
-        if self.nodes.len() >= self.max_entries {
-            return Err(FsError::NoSpace);
+        // Count the missing ancestors first (a 64 KiB path has 32k of them: never copy or
+        // recurse over them all), then create them top down.
+        let room = self.max_entries.saturating_sub(self.nodes.len());
+        let mut missing = 0;
+        let mut d = path;
+        while !self.nodes.contains_key(d) {
+            missing += 1;
+            if missing > room {
+                return Err(FsError::NoSpace);
+            }
+            d = parent(d);
         }
-        self.nodes.insert(path.to_vec(), Node::Dir);
+        if !self.is_dir(d) {
+            return Err(FsError::NotDir);
+        }
+        let mut todo = Vec::with_capacity(missing);
+        let mut d = path;
+        while !self.nodes.contains_key(d) {
+            todo.push(d.to_vec());
+            d = parent(d);
+        }
+        for m in todo.into_iter().rev() {
+            self.nodes.insert(m, Node::Dir);
+        }
         Ok(())
     }
 
@@ -414,6 +435,18 @@ mod tests {
         }
         assert!(refused);
         assert_eq!(f.entries(), f.max_entries());
+    }
+
+    #[test]
+    fn mkdir_p_of_a_very_deep_path_is_refused_without_recursion() {
+        let mut f = fs();
+        let deep = "/a".repeat(32 * 1024);
+        assert_eq!(f.mkdir(deep.as_bytes(), true), Err(FsError::NoSpace));
+        f.mkdir(b"/tmp/x/y/z", true).unwrap();
+        assert!(f.is_dir(b"/tmp/x/y"));
+        assert_eq!(f.mkdir(b"/tmp/q/r", false), Err(FsError::NotFound));
+        f.write(b"/tmp/file", b"", false).unwrap();
+        assert_eq!(f.mkdir(b"/tmp/file/r", true), Err(FsError::NotDir));
     }
 
     #[test]

@@ -36,8 +36,12 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const MAX_OUTPUT: usize = 64 * 1024;
 /// Most commands run for one line, counting those run by scripts and `sh -c`.
 pub const MAX_STEPS: usize = 1024;
-/// Deepest nesting of `sh -c`, `sh FILE` and executed scripts.
+/// Deepest nesting of `sh -c`, `sh FILE`, executed scripts and `nohup`/`exec`/`busybox`
+/// wrappers.
 pub const MAX_DEPTH: usize = 4;
+/// Most script bytes (scripts run, `sh -c` strings) loaded for one line: a 1 MiB script
+/// that runs itself must not be copied a thousand times.
+pub const MAX_SCRIPT_BYTES: usize = 4 << 20;
 
 /// Something the shell saw worth recording, beyond the output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +116,8 @@ pub struct Shell {
     /// Commands run for the current line.
     steps: usize,
     depth: usize,
+    /// Script bytes loaded for the current line.
+    script_bytes: usize,
     /// Files written during the current line.
     written: BTreeSet<Vec<u8>>,
     /// Events of the current line.
@@ -133,6 +139,7 @@ impl Shell {
             exit: false,
             steps: 0,
             depth: 0,
+            script_bytes: 0,
             written: BTreeSet::new(),
             events: Vec::new(),
         }
@@ -199,6 +206,7 @@ impl Shell {
         let line = &line[..line.len().min(MAX_LINE)];
         self.steps = 0;
         self.depth = 0;
+        self.script_bytes = 0;
         self.written.clear();
         self.events.clear();
         let mut term = Vec::new();
@@ -471,8 +479,40 @@ impl Shell {
         if data.starts_with(b"\x7fELF") {
             return 0;
         }
-        let data = data.to_vec();
+        let len = data.len();
+        if !self.charge_script(len) {
+            return 0;
+        }
+        let data = self.fs.read(path).map(<[u8]>::to_vec).unwrap_or_default();
         self.run_script(&data, io)
+    }
+
+    /// Counts `len` script bytes against [`MAX_SCRIPT_BYTES`] (and the nesting depth);
+    /// false when the script must not run.
+    fn charge_script(&mut self, len: usize) -> bool {
+        if self.depth >= MAX_DEPTH || self.steps >= MAX_STEPS {
+            return false;
+        }
+        self.script_bytes = self.script_bytes.saturating_add(len);
+        self.script_bytes <= MAX_SCRIPT_BYTES
+    }
+
+    /// Runs a command given as arguments of a wrapper (`nohup CMD`, `exec CMD`), one level
+    /// deeper.
+    fn dispatch_nested(
+        &mut self,
+        name: &[u8],
+        args: &[Vec<u8>],
+        stdin: &[u8],
+        io: &mut Io,
+    ) -> (i32, bool) {
+        if self.depth >= MAX_DEPTH {
+            return (0, true);
+        }
+        self.depth += 1;
+        let r = self.dispatch(name, args, stdin, io);
+        self.depth -= 1;
+        r
     }
 
     /// Runs `script` line by line one level deeper (bounded by [`MAX_DEPTH`] and
@@ -487,6 +527,8 @@ impl Shell {
             if self.steps >= MAX_STEPS || self.exit {
                 break;
             }
+            // Every script line counts, blank or not.
+            self.steps += 1;
             self.run_list(line, false, &mut out);
         }
         // `exit` in a script or `sh -c` ends that shell, not the session.
@@ -907,6 +949,18 @@ mod tests {
             out(&mut sh, b"echo 'echo piped' | sh; nohup echo n &"),
             b"piped\r\nn\r\n"
         );
+        // Wrappers nest only so deep (no stack overflow on `nohup nohup ... x`).
+        let wrapped = format!("{}echo deep", "nohup exec ".repeat(6000));
+        assert_eq!(out(&mut sh, wrapped.as_bytes()), b"");
+        let mut d = shell("debian_server");
+        d.run_line(b"mkdir -p /tmp/d");
+        let deep = format!("mkdir -p /tmp/d{}", "/a".repeat(30000));
+        assert!(out(&mut d, deep.as_bytes()).ends_with(b"No space left on device\r\n"));
+        // A self-running script of blank lines costs steps too: this line stays cheap.
+        let blank = format!("echo 'sh /tmp/b; sh /tmp/b{}' > /tmp/b", "\n".repeat(20000));
+        sh.run_line(blank.as_bytes());
+        let o = sh.run_line(b"sh /tmp/b");
+        assert_eq!(o.output, b"");
         let o = sh.run_line(b"sh -c 'echo in; exit; echo not'; echo after");
         assert_eq!(o.output, b"in\r\nafter\r\n");
         assert!(!o.exit);
