@@ -89,9 +89,21 @@ fn external_installed(sh: &Shell, name: &[u8]) -> bool {
 fn applet(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut Io) -> i32 {
     match name {
         ":" | "true" | "enable" | "system" | "shell" | "linuxshell" | "alias" | "unalias"
-        | "export" | "unset" | "set" | "trap" | "ulimit" | "umask" | "wait" | "read" | "kill"
-        | "killall" | "sleep" | "reboot" | "history" => 0,
+        | "set" | "trap" | "ulimit" | "umask" | "wait" | "read" | "kill" | "killall" | "sleep"
+        | "reboot" | "history" => 0,
         "false" => 1,
+        "export" => {
+            for a in args {
+                sh.set_var(a);
+            }
+            0
+        }
+        "unset" => {
+            for a in args {
+                sh.unset_var(a);
+            }
+            0
+        }
         "exit" | "logout" => {
             sh.exit = true;
             0

@@ -4,7 +4,8 @@
 //! I/O, nothing the peer sends is executed, and URLs are recorded, never fetched. Every
 //! buffer is capped (line length, output size, in-memory filesystem size per session).
 //!
-//! - `parse`: quoting, escapes, `;` `&&` `||` `|` `&`, redirections.
+//! - `parse`: quoting, escapes, `;` `&&` `||` `|` `&`, redirections; `$VAR` and globs are
+//!   marked there and expanded (bounded) when the command runs.
 //! - `fs`: the per-session in-memory filesystem (capped).
 //! - `commands`: the commands (BusyBox applets, coreutils, shell builtins).
 //! - `profile`: what the host looks like ([`Profile`], built-ins).
@@ -18,7 +19,7 @@ mod fs;
 mod parse;
 mod profile;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
@@ -36,6 +37,12 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const MAX_OUTPUT: usize = 64 * 1024;
 /// Most commands run for one line, counting those run by scripts and `sh -c`.
 pub const MAX_STEPS: usize = 1024;
+/// Most bytes of shell variables (`NAME=value`, `export`) one session keeps.
+pub const MAX_VARS_BYTES: usize = 64 * 1024;
+/// Most bytes one command's words expand to (variables, globs).
+const MAX_EXPANDED: usize = 256 * 1024;
+/// Most paths one glob expands to.
+const MAX_GLOB: usize = 1024;
 /// Deepest nesting of `sh -c`, `sh FILE`, executed scripts and `nohup`/`exec`/`busybox`
 /// wrappers.
 pub const MAX_DEPTH: usize = 4;
@@ -118,6 +125,9 @@ pub struct Shell {
     depth: usize,
     /// Script bytes loaded for the current line.
     script_bytes: usize,
+    /// Variables the peer set.
+    vars: BTreeMap<Vec<u8>, Vec<u8>>,
+    vars_bytes: usize,
     /// Files written during the current line.
     written: BTreeSet<Vec<u8>>,
     /// Events of the current line.
@@ -140,6 +150,8 @@ impl Shell {
             steps: 0,
             depth: 0,
             script_bytes: 0,
+            vars: BTreeMap::new(),
+            vars_bytes: 0,
             written: BTreeSet::new(),
             events: Vec::new(),
         }
@@ -269,7 +281,7 @@ impl Shell {
                 } else {
                     cmd.words
                         .first()
-                        .is_none_or(|w| commands::is_known(self, w))
+                        .is_none_or(|w| commands::is_known(self, &w.text))
                 };
                 if let Some(ShellEvent::Command { recognised: r, .. }) = self.events.get_mut(at) {
                     if record {
@@ -338,9 +350,21 @@ impl Shell {
             }
         }
         let stdin = input.as_deref().unwrap_or(stdin);
-        let (status, recognised) = match cmd.words.split_first() {
-            None => (0, true),
-            Some((name, args)) => self.dispatch(name, args, stdin, &mut io),
+        let mut words = self.expand_words(&cmd.words);
+        // Leading `NAME=value` words: alone they set shell variables; before a command they
+        // would only be its environment (ignored).
+        let assignments = words.iter().take_while(|w| assignment(w).is_some()).count();
+        let (status, recognised) = if assignments == words.len() {
+            for w in &words {
+                self.set_var(w);
+            }
+            (0, true)
+        } else {
+            words.drain(..assignments);
+            match words.split_first() {
+                None => (0, true),
+                Some((name, args)) => self.dispatch(name, args, stdin, &mut io),
+            }
         };
         self.status = status;
 
@@ -358,6 +382,121 @@ impl Shell {
             }
         }
         (stdout, err_text, recognised)
+    }
+
+    /// A variable's value: one the peer set, else the environment the profile implies.
+    fn var(&self, name: &[u8]) -> Vec<u8> {
+        if let Some(v) = self.vars.get(name) {
+            return v.clone();
+        }
+        let gnu = self.profile.flavor == Flavor::Gnu;
+        let s: &[u8] = match name {
+            b"?" => return self.status.to_string().into_bytes(),
+            b"PWD" => return self.cwd.clone(),
+            b"HOME" => return self.profile.home.clone().into_bytes(),
+            b"HOSTNAME" => return self.profile.hostname.clone().into_bytes(),
+            b"$" if gnu => b"1423",
+            b"$" => b"612",
+            b"0" if gnu => b"-bash",
+            b"0" => b"sh",
+            b"#" => b"0",
+            b"USER" | b"LOGNAME" => b"root",
+            b"SHELL" if gnu => b"/bin/bash",
+            b"SHELL" => b"/bin/sh",
+            b"PATH" if gnu => b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            b"PATH" => b"/sbin:/usr/sbin:/bin:/usr/bin",
+            b"TERM" => b"vt100",
+            _ => b"",
+        };
+        s.to_vec()
+    }
+
+    /// Sets `NAME=value` (ignored past [`MAX_VARS_BYTES`]).
+    fn set_var(&mut self, word: &[u8]) {
+        let Some((name, value)) = assignment(word) else {
+            return;
+        };
+        let old = self.vars.get(name).map_or(0, |v| name.len() + v.len());
+        let new = name.len() + value.len();
+        if self.vars_bytes - old + new > MAX_VARS_BYTES {
+            return;
+        }
+        self.vars_bytes = self.vars_bytes - old + new;
+        self.vars.insert(name.to_vec(), value.to_vec());
+    }
+
+    fn unset_var(&mut self, name: &[u8]) {
+        if let Some(v) = self.vars.remove(name) {
+            self.vars_bytes -= name.len() + v.len();
+        }
+    }
+
+    /// Expands variables and globs; at most [`MAX_EXPANDED`] bytes in all.
+    fn expand_words(&self, words: &[parse::Word]) -> Vec<Vec<u8>> {
+        let mut budget = MAX_EXPANDED;
+        let mut out = Vec::new();
+        for w in words {
+            let mut b = Vec::with_capacity(w.text.len());
+            let mut at = 0;
+            for (off, name) in &w.vars {
+                b.extend_from_slice(&w.text[at..*off]);
+                let v = self.var(name);
+                b.extend_from_slice(&v[..v.len().min(budget.saturating_sub(b.len()))]);
+                at = *off;
+                if b.len() >= budget {
+                    break;
+                }
+            }
+            if b.len() < budget {
+                b.extend_from_slice(&w.text[at..]);
+            }
+            b.truncate(budget);
+            let expanded = if w.glob { self.glob(&b) } else { Vec::new() };
+            if expanded.is_empty() {
+                budget -= b.len();
+                out.push(b);
+            } else {
+                for e in expanded {
+                    if e.len() > budget {
+                        break;
+                    }
+                    budget -= e.len();
+                    out.push(e);
+                }
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Paths matching a glob (`*`, `?`) in its last component, sorted; empty for none.
+    fn glob(&self, pattern: &[u8]) -> Vec<Vec<u8>> {
+        let (dir_typed, pat) = match pattern.iter().rposition(|&b| b == b'/') {
+            Some(p) => pattern.split_at(p + 1),
+            None => (&b""[..], pattern),
+        };
+        if pat.is_empty() || pat.len() > 255 || dir_typed.iter().any(|&b| b == b'*' || b == b'?') {
+            return Vec::new();
+        }
+        let dir = fs::resolve(
+            &self.cwd,
+            if dir_typed.is_empty() {
+                b"."
+            } else {
+                dir_typed
+            },
+        );
+        self.fs
+            .list(&dir)
+            .into_iter()
+            .filter(|(name, _)| name.len() <= 255)
+            .filter(|(name, _)| !name.starts_with(b".") || pat.starts_with(b"."))
+            .filter(|(name, _)| glob_match(pat, name))
+            .take(MAX_GLOB)
+            .map(|(name, _)| [dir_typed, name].concat())
+            .collect()
     }
 
     /// Writes into the session filesystem for a redirection, reporting errors as the shell.
@@ -539,6 +678,44 @@ impl Shell {
     }
 }
 
+/// `NAME=value` split, when `word` is an assignment.
+fn assignment(word: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = word.iter().position(|&b| b == b'=')?;
+    let name = &word[..eq];
+    let ok = name
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        && name.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    ok.then(|| (name, &word[eq + 1..]))
+}
+
+/// `*` and `?` matching (both at most 255 bytes long, so the backtracking stays small).
+fn glob_match(pat: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pat.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
 /// Terminal output: every `\n` not already after `\r` becomes `\r\n`; capped at
 /// [`MAX_OUTPUT`].
 fn onlcr(bytes: &[u8]) -> Vec<u8> {
@@ -663,7 +840,7 @@ mod tests {
         assert_eq!(commands(&o).len(), 3);
         assert_eq!(out(&mut sh, b"./.x"), b"sh: ./.x: Permission denied\r\n");
         let o = sh.run_line(b"chmod +x .x; ./.x; echo $?");
-        assert_eq!(o.output, b"$?\r\n");
+        assert_eq!(o.output, b"0\r\n");
         assert_eq!(
             commands(&o),
             vec![
@@ -717,6 +894,38 @@ mod tests {
         let o = sh.run_line(b"echo 'a && b' && echo c");
         assert_eq!(o.output, b"a && b\r\nc\r\n");
         assert_eq!(commands(&o).len(), 2);
+    }
+
+    #[test]
+    fn variables_and_globs_expand() {
+        let mut sh = shell("busybox_router");
+        assert_eq!(
+            out(&mut sh, b"nosuch; echo $? \"$HOME\" '$HOME' ${SHELL}x"),
+            b"sh: nosuch: not found\r\n127 / $HOME /bin/shx\r\n"
+        );
+        let o =
+            sh.run_line(b"D=/tmp; cd $D; X=1 pwd; export Y=2; echo $D$Y; unset D; echo \"[$D]\"");
+        assert_eq!(o.output, b"/tmp\r\n/tmp2\r\n[]\r\n");
+        assert_eq!(commands(&o)[0], (b"D=/tmp".to_vec(), true));
+        sh.run_line(b"touch a.sh b.sh .c.sh d.txt");
+        assert_eq!(
+            out(
+                &mut sh,
+                b"echo *.sh; echo /tmp/?.txt; echo '*'; echo *.none"
+            ),
+            b"a.sh b.sh\r\n/tmp/d.txt\r\n*\r\n*.none\r\n"
+        );
+        assert_eq!(out(&mut sh, b"rm -rf *; ls"), b"");
+        // Expansion is bounded: a 60 KiB variable used a thousand times.
+        sh.run_line(format!("V={}", "v".repeat(60 * 1024)).as_bytes());
+        let o = sh.run_line(format!("echo {}", "$V".repeat(1000)).as_bytes());
+        assert!(o.output.len() <= MAX_OUTPUT);
+        let o = sh.run_line(format!("W={}", "$V".repeat(1000)).as_bytes());
+        assert!(o.output.is_empty());
+        assert!(sh.vars_bytes <= MAX_VARS_BYTES);
+        assert!(
+            glob_match(b"a*b*c", b"axxbyyc") && !glob_match(b"a*b", b"ac") && glob_match(b"*", b"")
+        );
     }
 
     #[test]

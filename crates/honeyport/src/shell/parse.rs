@@ -1,7 +1,20 @@
 //! Splits a command line into simple commands: words (after quoting and backslash escapes),
 //! redirections, and the operator that joins each command to the next (`;`, `&&`, `||`, `|`,
 //! `&`). Never fails: an unterminated quote ends at the end of the line, a stray operator
-//! joins an empty command. No expansion (`$VAR`, globs, `$(...)`) happens: words are literal.
+//! joins an empty command. Variables (`$NAME`, `${NAME}`, `$?`) outside single quotes are
+//! noted for the shell to expand when the command runs; an unquoted `*` or `?` marks a
+//! glob. Command substitution (`$(...)`, backquotes) is not supported: it stays text.
+
+/// One word: its literal text, the variables to insert into it, and whether it is a glob.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Word {
+    /// The text with quotes removed and variable references left out.
+    pub text: Vec<u8>,
+    /// `(offset in text, variable name)`, in order.
+    pub vars: Vec<(usize, Vec<u8>)>,
+    /// An unquoted `*` or `?` appeared.
+    pub glob: bool,
+}
 
 /// What joins a command to the one after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +42,7 @@ pub enum Redirect {
 pub struct Command {
     /// The command's text exactly as typed (trimmed), operators excluded.
     pub text: Vec<u8>,
-    pub words: Vec<Vec<u8>>,
+    pub words: Vec<Word>,
     pub redirects: Vec<Redirect>,
 }
 
@@ -114,7 +127,9 @@ impl Parser<'_> {
             Some(b'<') => {
                 self.i = j + 1;
                 self.skip_blanks();
-                Some(Redirect::In { path: self.word() })
+                Some(Redirect::In {
+                    path: self.word().text,
+                })
             }
             Some(b'>') => {
                 j += 1;
@@ -135,7 +150,7 @@ impl Parser<'_> {
                 self.skip_blanks();
                 Some(Redirect::Out {
                     fd,
-                    path: self.word(),
+                    path: self.word().text,
                     append,
                 })
             }
@@ -143,9 +158,35 @@ impl Parser<'_> {
         }
     }
 
+    /// A variable reference after `$` at the cursor: its name, consumed; `None` (nothing
+    /// consumed) when the `$` is literal.
+    fn var(&mut self) -> Option<Vec<u8>> {
+        let s = self.s;
+        match s.get(self.i) {
+            Some(&c @ (b'?' | b'$' | b'#' | b'0'..=b'9' | b'!' | b'@' | b'*' | b'-')) => {
+                self.i += 1;
+                Some(vec![c])
+            }
+            Some(b'{') => {
+                let end = s[self.i..].iter().position(|&b| b == b'}')?;
+                let name = s[self.i + 1..self.i + end].to_vec();
+                self.i += end + 1;
+                Some(name)
+            }
+            Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
+                let start = self.i;
+                while matches!(s.get(self.i), Some(c) if c.is_ascii_alphanumeric() || *c == b'_') {
+                    self.i += 1;
+                }
+                Some(s[start..self.i].to_vec())
+            }
+            _ => None,
+        }
+    }
+
     /// One word with quotes removed; stops at an unquoted blank or operator.
-    fn word(&mut self) -> Vec<u8> {
-        let mut w = Vec::new();
+    fn word(&mut self) -> Word {
+        let mut w = Word::default();
         while let Some(&c) = self.s.get(self.i) {
             match c {
                 b' ' | b'\t' | b'\r' => break,
@@ -157,7 +198,7 @@ impl Parser<'_> {
                         if c == b'\'' {
                             break;
                         }
-                        w.push(c);
+                        w.text.push(c);
                     }
                 }
                 b'"' => {
@@ -168,13 +209,17 @@ impl Parser<'_> {
                             b'"' => break,
                             b'\\' => match self.s.get(self.i) {
                                 Some(&n @ (b'"' | b'\\' | b'$' | b'`')) => {
-                                    w.push(n);
+                                    w.text.push(n);
                                     self.i += 1;
                                 }
                                 Some(b'\n') => self.i += 1,
-                                _ => w.push(b'\\'),
+                                _ => w.text.push(b'\\'),
                             },
-                            c => w.push(c),
+                            b'$' => match self.var() {
+                                Some(name) => w.vars.push((w.text.len(), name)),
+                                None => w.text.push(b'$'),
+                            },
+                            c => w.text.push(c),
                         }
                     }
                 }
@@ -183,14 +228,22 @@ impl Parser<'_> {
                     match self.s.get(self.i) {
                         Some(b'\n') => self.i += 1,
                         Some(&n) => {
-                            w.push(n);
+                            w.text.push(n);
                             self.i += 1;
                         }
                         None => {}
                     }
                 }
+                b'$' => {
+                    self.i += 1;
+                    match self.var() {
+                        Some(name) => w.vars.push((w.text.len(), name)),
+                        None => w.text.push(b'$'),
+                    }
+                }
                 c => {
-                    w.push(c);
+                    w.glob |= c == b'*' || c == b'?';
+                    w.text.push(c);
                     self.i += 1;
                 }
             }
@@ -204,7 +257,39 @@ mod tests {
     use super::*;
 
     fn words(line: &[u8]) -> Vec<Vec<Vec<u8>>> {
-        parse(line).into_iter().map(|(c, _)| c.words).collect()
+        parse(line)
+            .into_iter()
+            .map(|(c, _)| c.words.into_iter().map(|w| w.text).collect())
+            .collect()
+    }
+
+    #[test]
+    fn variables_and_globs_are_marked() {
+        let c = &parse(b"echo $HOME\"x${A}y\"'$B' \\$C $ *.sh '*' a$?")[0].0;
+        type Marked<'a> = (&'a [u8], Vec<(usize, &'a [u8])>, bool);
+        let w: Vec<Marked> = c
+            .words
+            .iter()
+            .map(|w| {
+                (
+                    &w.text[..],
+                    w.vars.iter().map(|(o, n)| (*o, &n[..])).collect(),
+                    w.glob,
+                )
+            })
+            .collect();
+        assert_eq!(
+            w,
+            vec![
+                (&b"echo"[..], vec![], false),
+                (b"xy$B", vec![(0, &b"HOME"[..]), (1, b"A")], false),
+                (b"$C", vec![], false),
+                (b"$", vec![], false),
+                (b"*.sh", vec![], true),
+                (b"*", vec![], false),
+                (b"a", vec![(1, &b"?"[..])], false),
+            ]
+        );
     }
 
     #[test]
@@ -251,7 +336,7 @@ mod tests {
     fn redirections() {
         let cmds = parse(b"echo -ne '\\x7f' >>.x 2>/dev/null; cat<f >&2; ls 2>&1 > out");
         assert_eq!(
-            cmds[0].0.words,
+            words(b"echo -ne '\\x7f' >>.x 2>/dev/null")[0],
             vec![b"echo".to_vec(), b"-ne".to_vec(), b"\\x7f".to_vec()]
         );
         assert_eq!(
