@@ -340,7 +340,8 @@ pub struct TelnetRaw {
     pub style: Option<String>,
     /// Host name in the prompts. Default: the shell profile's host name.
     pub hostname: Option<String>,
-    /// Sent after the option negotiation, before the first login prompt.
+    /// Sent after the option negotiation, before the first login prompt. BusyBox style:
+    /// "\r\r\n", the bytes a real BusyBox telnetd sends (and nmap matches).
     pub banner: Option<String>,
     /// The login prompt, e.g. "{hostname} login: ".
     pub login_prompt: Option<String>,
@@ -510,14 +511,16 @@ NO WARRANTY, to the extent\r\npermitted by applicable law.\r\n",
             motd: BUSYBOX_MOTD,
         },
         "dvr" => StyleTexts {
-            banner: "\r\n",
+            banner: "\r\r\n",
             login_prompt: "(none) login: ",
             password_prompt: "Password: ",
             login_failed: "\r\nLogin incorrect\r\n",
             motd: BUSYBOX_MOTD,
         },
+        // The issue's newline goes through BusyBox telnetd's pty (ONLCR): CR CR LF. nmap's
+        // "BusyBox telnetd" match expects exactly these bytes before "HOST login: ".
         _ => StyleTexts {
-            banner: "\r\n",
+            banner: "\r\r\n",
             login_prompt: "{hostname} login: ",
             password_prompt: "Password: ",
             login_failed: "\r\nLogin incorrect\r\n",
@@ -928,7 +931,7 @@ mod tests {
         let d = Dialogue::new(&t, SRC, 1024);
         assert_eq!(d.greeting()[0], IAC);
         assert!(d.greeting().starts_with(BUSYBOX_IACS));
-        assert_eq!(&d.greeting()[BUSYBOX_IACS.len()..], b"\r\ngw login: ");
+        assert_eq!(&d.greeting()[BUSYBOX_IACS.len()..], b"\r\r\ngw login: ");
     }
 
     #[test]

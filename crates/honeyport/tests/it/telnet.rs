@@ -171,7 +171,7 @@ async fn server_speaks_first_with_busybox_negotiation_never_a_bare_do_naws() {
     let mut c = connect(sensor.tcp("t")).await;
     let got = read_until(&mut c, b"login: ").await;
     assert!(got.starts_with(BUSYBOX_IACS), "{got:?}");
-    assert_eq!(&got[BUSYBOX_IACS.len()..], b"\r\nrouter login: ");
+    assert_eq!(&got[BUSYBOX_IACS.len()..], b"\r\r\nrouter login: ");
     drop(c);
     let st = sensor.stop().await;
     st.assert_paired();
@@ -484,4 +484,31 @@ async fn busybox_telnet_client_logs_in_and_runs_a_command() {
     let p = &patterns(&s)[0];
     // Without a terminal busybox telnet reports 80x24: the same pattern as a Mirai bot.
     assert_eq!(p, MIRAI_PATTERN);
+}
+
+/// nmap's service detection (loopback only) names the default persona BusyBox telnetd, with
+/// its host name, and never a cowrie honeypot.
+#[tokio::test]
+async fn nmap_identifies_busybox_telnetd_never_cowrie() {
+    let sensor = start(&telnet_one("")).await;
+    let port = sensor.tcp("t").port().to_string();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("nmap")
+            .args(["-sV", "-Pn", "-n", "-p", &port, "127.0.0.1"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("nmap finished")
+    .expect("nmap runs (is nmap installed?)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{port}/tcp")))
+        .unwrap_or_else(|| panic!("no port line in nmap output:\n{text}"));
+    assert!(line.contains("BusyBox telnetd"), "{line}");
+    assert!(!text.to_lowercase().contains("cowrie"), "{text}");
+    assert!(text.contains("Host: router"), "{text}");
+    sensor.stop().await.assert_paired();
 }
