@@ -172,9 +172,11 @@ impl Shell {
         self.fs.used_bytes()
     }
 
-    /// Entries the peer has added to this session's filesystem (at most [`MAX_FS_ENTRIES`]).
+    /// Entries in this session's filesystem beyond the profile's count (at most
+    /// [`MAX_FS_ENTRIES`]; the peer may remove profile files, so this can be 0 with new ones).
     pub fn fs_entries_added(&self) -> usize {
-        self.fs.entries() + MAX_FS_ENTRIES - self.fs.max_entries()
+        let base = self.fs.max_entries() - MAX_FS_ENTRIES;
+        self.fs.entries().saturating_sub(base)
     }
 
     /// A file's contents in this session's filesystem.
@@ -925,6 +927,21 @@ mod tests {
         assert!(sh.vars_bytes <= MAX_VARS_BYTES);
         assert!(
             glob_match(b"a*b*c", b"axxbyyc") && !glob_match(b"a*b", b"ac") && glob_match(b"*", b"")
+        );
+    }
+
+    /// Found by the `shell_line` fuzz target: after `rm -rf /bin` the session holds fewer
+    /// entries than the profile, and counting the added ones underflowed.
+    #[test]
+    fn removing_profile_files_does_not_underflow_the_entry_count() {
+        let mut sh = shell("busybox_router");
+        sh.run_line(b"rm -rf /bin /usr /proc");
+        assert_eq!(sh.fs_entries_added(), 0);
+        // Removed applets are gone (`ls` lived in /bin); builtins still work.
+        assert_eq!(out(&mut sh, b"ls /bin"), b"sh: ls: not found\r\n");
+        assert_eq!(
+            out(&mut sh, b"echo ok; cd /bin"),
+            b"ok\r\nsh: cd: can't cd to /bin: No such file or directory\r\n"
         );
     }
 
