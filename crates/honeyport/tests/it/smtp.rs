@@ -427,3 +427,56 @@ fn smtp_config_mistakes_are_reported() {
     assert!(text.contains("personas.mx.max_errors"), "{text}");
     assert!(text.contains("needs TCP"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nmap_identifies_the_exim_and_postfix_profiles() {
+    let s = start(
+        r#"
+[personas.exim]
+type = "smtp"
+starttls = { self_signed = true }
+
+[personas.postfix]
+type = "smtp"
+profile = "postfix"
+
+[[listeners]]
+name = "exim"
+ports = 0
+bind = ["127.0.0.1"]
+persona = "exim"
+
+[[listeners]]
+name = "postfix"
+ports = 0
+bind = ["127.0.0.1"]
+persona = "postfix"
+"#,
+    )
+    .await;
+    let (exim, postfix) = (s.tcp("exim").port(), s.tcp("postfix").port());
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new("nmap")
+            .args(["-sV", "-Pn", "-n", "-p"])
+            .arg(format!("{exim},{postfix}"))
+            .arg("127.0.0.1")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("nmap hung")
+    .expect("nmap runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |port: u16| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{port}/tcp")))
+            .unwrap_or_else(|| panic!("no line for {port}: {text}"))
+            .to_string()
+    };
+    assert!(line(exim).contains("Exim smtpd 4.92"), "{text}");
+    assert!(line(postfix).contains("Postfix smtpd"), "{text}");
+    let done = s.stop().await;
+    done.assert_paired();
+}
