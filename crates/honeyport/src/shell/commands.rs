@@ -44,7 +44,7 @@ const BUILTINS: &[&str] = &[
 const EXTERNAL: &[&str] = &[
     "ash", "bash", "busybox", "cat", "chmod", "cp", "curl", "dash", "dd", "ftpget", "grep", "head",
     "id", "killall", "ls", "mkdir", "mv", "nproc", "ps", "reboot", "rm", "sh", "sleep", "tail",
-    "tftp", "touch", "uname", "wc", "wget", "which", "whoami",
+    "tftp", "touch", "uname", "wc", "wget", "which", "whoami", "hostname", "free",
 ];
 
 /// Whether `name` would run (for commands skipped by `&&`/`||`).
@@ -133,6 +133,17 @@ fn applet(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut I
         "uname" => uname(sh, args, io),
         "id" => {
             io.out(format!("{}\n", sh.profile.id));
+            0
+        }
+        "hostname" => {
+            io.out(format!("{}\n", sh.profile.hostname));
+            0
+        }
+        "free" => {
+            io.out(match sh.profile.flavor {
+                Flavor::Busybox => "             total       used       free     shared    buffers\nMem:        124564      93320      31244          0       4096\n-/+ buffers:             89224      35340\nSwap:            0          0          0\n",
+                Flavor::Gnu => "               total        used        free      shared  buff/cache   available\nMem:         4033544      511668     2764120        1096      860384     3521876\nSwap:              0           0           0\n",
+            });
             0
         }
         "whoami" => {
@@ -619,17 +630,24 @@ fn uname(sh: &mut Shell, args: &[Vec<u8>], io: &mut Io) -> i32 {
     let (flags, _) = split_opts(args);
     let u = &sh.profile.uname;
     let all = flags.contains(&b'a');
-    let fields: [(u8, &str); 6] = [
+    let unknown = if sh.profile.flavor == Flavor::Gnu && !all {
+        "unknown"
+    } else {
+        ""
+    };
+    let fields: [(u8, &str); 8] = [
         (b's', &u.sysname),
         (b'n', &sh.profile.hostname),
         (b'r', &u.release),
         (b'v', &u.version),
         (b'm', &u.machine),
+        (b'p', unknown),
+        (b'i', unknown),
         (b'o', &u.os),
     ];
     let mut parts: Vec<&str> = fields
         .iter()
-        .filter(|(f, _)| all || flags.contains(f))
+        .filter(|(f, v)| (all || flags.contains(f)) && !v.is_empty())
         .map(|(_, v)| *v)
         .collect();
     if parts.is_empty() {

@@ -991,6 +991,8 @@ mod tests {
         );
         assert_eq!(out(&mut sh, b"uname -m"), b"armv7l\r\n");
         assert_eq!(out(&mut sh, b"uname -s -r"), b"Linux 3.10.14\r\n");
+        assert_eq!(out(&mut sh, b"hostname"), b"router\r\n");
+        assert!(out(&mut sh, b"free").starts_with(b"             total"));
         assert_eq!(out(&mut sh, b"id"), b"uid=0(root) gid=0(root)\r\n");
         assert_eq!(out(&mut sh, b"which wget curl"), b"/usr/bin/wget\r\n");
         assert!(out(&mut sh, b"ps").starts_with(b"  PID USER"));
@@ -1014,6 +1016,7 @@ mod tests {
             .windows(6)
             .any(|w| w == b"Xeon(R"));
         assert!(out(&mut d, b"uname -a").ends_with(b" x86_64 GNU/Linux\r\n"));
+        assert_eq!(out(&mut d, b"uname -mpi"), b"x86_64 unknown unknown\r\n");
         assert_eq!(out(&mut d, b"frob"), b"-bash: frob: command not found\r\n");
         assert_eq!(out(&mut d, b"cd /tmp"), b"");
         assert_eq!(d.prompt(), b"root@srv01:/tmp# ");
