@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use honeyport::shell::{
-    Profile, Shell, ShellEvent, MAX_FS_BYTES, MAX_FS_ENTRIES, MAX_LINE, MAX_OUTPUT,
+    Profile, Shell, ShellEvent, MAX_EXPANDED, MAX_FS_BYTES, MAX_FS_ENTRIES, MAX_LINE, MAX_OUTPUT,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -47,8 +47,11 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
                 ShellEvent::Download { url, outfile, .. } => {
-                    assert!(url.len() <= 2 * MAX_LINE);
-                    assert!(outfile.as_ref().is_none_or(|f| f.len() <= 2 * MAX_LINE));
+                    // Built from one command's expanded words plus a scheme and separators.
+                    assert!(url.len() <= MAX_EXPANDED + 16);
+                    assert!(outfile
+                        .as_ref()
+                        .is_none_or(|f| f.len() <= MAX_EXPANDED + 16));
                 }
                 ShellEvent::FileWrite { len, sha256, .. } => {
                     assert!(*len as usize <= MAX_FS_BYTES);

