@@ -17,6 +17,12 @@
 //! commands are recorded once as a `client.telnet_options` pattern (`WONT ECHO,WILL
 //! NAWS,SB NAWS 80x24,DO ECHO,DO SGA`) when the first line (the username) arrives.
 //!
+//! With `negotiation = "linux"` (the debian style's default) it speaks like netkit/inetutils
+//! telnetd instead, which nmap names "Linux telnetd": `IAC DO TTYPE, DO TSPEED, DO XDISPLOC,
+//! DO NEW-ENVIRON` and nothing more until the client answers; then `SB ... SEND` for the
+//! options it agreed to (so its terminal type lands in the pattern), the rest of the
+//! negotiation, the issue text and the login prompt.
+//!
 //! Like BusyBox's pty, typed characters are echoed (unless the client said `DONT ECHO`),
 //! except the password. Every attempt is a `login.failed` / `login.success` event with the
 //! bytes exactly as sent (no line editing). After a login the peer gets the shell profile:
@@ -53,10 +59,40 @@ pub const OPT_ECHO: u8 = 1;
 pub const OPT_SGA: u8 = 3;
 pub const OPT_TTYPE: u8 = 24;
 pub const OPT_NAWS: u8 = 31;
+pub const OPT_TSPEED: u8 = 32;
+pub const OPT_LFLOW: u8 = 33;
+pub const OPT_XDISPLOC: u8 = 35;
+pub const OPT_NEW_ENVIRON: u8 = 39;
+const OPT_STATUS: u8 = 5;
+/// `SEND` in a TTYPE / TSPEED / XDISPLOC / NEW-ENVIRON subnegotiation.
+const SB_SEND: u8 = 1;
 
 /// What BusyBox telnetd sends first (networking/telnetd.c, `iacs_to_send`).
 pub const BUSYBOX_IACS: &[u8] = &[
     IAC, DO, OPT_ECHO, IAC, DO, OPT_NAWS, IAC, WILL, OPT_ECHO, IAC, WILL, OPT_SGA,
+];
+
+/// What Linux telnetd (netkit / inetutils, as on Debian) sends first, then waits for the
+/// client's answers before anything else; nmap's "Linux telnetd" match is exactly these bytes.
+pub const LINUX_IACS: &[u8] = &[
+    IAC,
+    DO,
+    OPT_TTYPE,
+    IAC,
+    DO,
+    OPT_TSPEED,
+    IAC,
+    DO,
+    OPT_XDISPLOC,
+    IAC,
+    DO,
+    OPT_NEW_ENVIRON,
+];
+
+/// What Linux telnetd sends once the client answered, before the issue text.
+const LINUX_IACS_AFTER: &[u8] = &[
+    IAC, WILL, OPT_SGA, IAC, DO, OPT_ECHO, IAC, DO, OPT_NAWS, IAC, WILL, OPT_STATUS, IAC, DO,
+    OPT_LFLOW, IAC, WILL, OPT_ECHO,
 ];
 
 /// Longest subnegotiation payload kept. Real ones are short (NAWS 4 bytes, a terminal type,
@@ -338,6 +374,10 @@ pub struct TelnetRaw {
     /// The look of the login dialogue: "busybox" (default), "debian", "router" (Username: /
     /// Password:) or "dvr". The fields below override single texts of the style.
     pub style: Option<String>,
+    /// Which telnetd's option negotiation to imitate: "busybox" (one burst, then the prompt)
+    /// or "linux" (netkit/inetutils: DO TTYPE, TSPEED, XDISPLOC, NEW-ENVIRON, then the rest
+    /// once the client answered). Default "linux" for the debian style, else "busybox".
+    pub negotiation: Option<String>,
     /// Host name in the prompts. Default: the shell profile's host name.
     pub hostname: Option<String>,
     /// Sent after the option negotiation, before the first login prompt. BusyBox style:
@@ -374,6 +414,7 @@ impl TelnetRaw {
             inherit,
             description,
             style,
+            negotiation,
             hostname,
             banner,
             login_prompt,
@@ -397,6 +438,14 @@ impl TelnetRaw {
                 p.at(
                     &format!("{at}.style"),
                     format!("{s:?} is not one of {}", STYLES.join(", ")),
+                );
+            }
+        }
+        if let Some(n) = &self.negotiation {
+            if !matches!(n.as_str(), "busybox" | "linux") {
+                p.at(
+                    &format!("{at}.negotiation"),
+                    format!("{n:?} is not busybox or linux"),
                 );
             }
         }
@@ -462,11 +511,26 @@ impl TelnetRaw {
             )
         };
         let login_prompt = text(&self.login_prompt, d.login_prompt);
-        let mut greeting = BUSYBOX_IACS.to_vec();
-        greeting.extend(text(&self.banner, d.banner));
-        greeting.extend_from_slice(&login_prompt);
+        let linux = match self.negotiation.as_deref() {
+            Some(n) => n == "linux",
+            None => style == "debian",
+        };
+        let mut rest = Vec::new();
+        if linux {
+            rest.extend_from_slice(LINUX_IACS_AFTER);
+        }
+        rest.extend(text(&self.banner, d.banner));
+        rest.extend_from_slice(&login_prompt);
+        let (greeting, after_answer) = if linux {
+            (LINUX_IACS.to_vec(), Some(rest))
+        } else {
+            let mut g = BUSYBOX_IACS.to_vec();
+            g.extend(rest);
+            (g, None)
+        };
         Ok(Telnet {
             greeting,
+            after_answer,
             login_prompt,
             password_prompt: text(&self.password_prompt, d.password_prompt),
             login_failed: text(&self.login_failed, d.login_failed),
@@ -493,7 +557,7 @@ Enter 'help' for a list of built-in commands.\r\n\r\n";
 fn style_defaults(style: &str) -> StyleTexts {
     match style {
         "debian" => StyleTexts {
-            banner: "Debian GNU/Linux 12\r\n",
+            banner: "\r\nDebian GNU/Linux 12\r\n",
             login_prompt: "{hostname} login: ",
             password_prompt: "Password: ",
             login_failed: "\r\nLogin incorrect\r\n",
@@ -564,6 +628,9 @@ fn to_terminal(b: &[u8]) -> Vec<u8> {
 /// A built telnet persona, shared by every session of its listener.
 pub struct Telnet {
     greeting: Vec<u8>,
+    /// Linux negotiation: sent after the client's first answer (with SB ... SEND for the
+    /// options it agreed to), then the issue text and the login prompt.
+    after_answer: Option<Vec<u8>>,
     login_prompt: Vec<u8>,
     password_prompt: Vec<u8>,
     login_failed: Vec<u8>,
@@ -603,6 +670,7 @@ pub struct Dialogue<'a> {
     after_cr: bool,
     failures: u32,
     done: bool,
+    waiting_answer: bool,
 }
 
 impl<'a> Dialogue<'a> {
@@ -620,10 +688,11 @@ impl<'a> Dialogue<'a> {
             after_cr: false,
             failures: 0,
             done: false,
+            waiting_answer: t.after_answer.is_some(),
         }
     }
 
-    /// Negotiation, banner and the first login prompt.
+    /// What the server sends first: negotiation, and (BusyBox) the banner and login prompt.
     pub fn greeting(&self) -> &[u8] {
         &self.t.greeting
     }
@@ -659,6 +728,18 @@ impl<'a> Dialogue<'a> {
             if !self.pattern_sent && self.pattern.len() < MAX_PATTERN {
                 self.pattern.push(describe(c));
             }
+        }
+        if self.waiting_answer && !(parsed.cmds.is_empty() && parsed.data.is_empty()) {
+            self.waiting_answer = false;
+            let mut out = Vec::new();
+            for c in &parsed.cmds {
+                if let Cmd::Will(o @ (OPT_TTYPE | OPT_TSPEED | OPT_XDISPLOC | OPT_NEW_ENVIRON)) = c
+                {
+                    out.extend_from_slice(&[IAC, SB, *o, SB_SEND, IAC, SE]);
+                }
+            }
+            out.extend_from_slice(self.t.after_answer.as_deref().unwrap_or_default());
+            send(&mut steps, &out);
         }
         let mut echo = Vec::new();
         for &b in &parsed.data {
@@ -1024,6 +1105,17 @@ mod tests {
         assert_eq!(c.accept, Some(vec!["a:b".to_string()]));
         assert_eq!(c.accept_any_after, Some(9));
         let t = m.build(Path::new(".")).unwrap();
-        assert!(t.greeting.ends_with(b"Debian GNU/Linux 12\r\nweb1 login: "));
+        assert_eq!(t.greeting, LINUX_IACS);
+        let after = t.after_answer.as_deref().unwrap();
+        assert!(after.ends_with(b"\r\nDebian GNU/Linux 12\r\nweb1 login: "));
+        // The rest comes once the client answered, with SB SEND for what it agreed to.
+        let mut d = Dialogue::new(&t, SRC, 1024);
+        let s = sent(&d.on_input(&[IAC, WILL, OPT_TTYPE, IAC, WONT, OPT_TSPEED]));
+        assert!(s.starts_with(&[IAC, SB, OPT_TTYPE, SB_SEND, IAC, SE]));
+        assert!(s.ends_with(after));
+        let steps = d.on_input(&[IAC, SB, OPT_TTYPE, 0, b'X', IAC, SE, b'u', b'\r', b'\n']);
+        assert!(steps.contains(&Step::Emit(EventKind::TelnetOptions {
+            pattern: "WILL TTYPE,WONT TSPEED,SB TTYPE IS X".into()
+        })));
     }
 }

@@ -23,6 +23,9 @@ const NAWS: u8 = 31;
 /// What BusyBox telnetd sends first: DO ECHO, DO NAWS, WILL ECHO, WILL SGA.
 const BUSYBOX_IACS: &[u8] = &[IAC, DO, 1, IAC, DO, NAWS, IAC, WILL, 1, IAC, WILL, 3];
 
+/// What Linux telnetd sends first: DO TTYPE, DO TSPEED, DO XDISPLOC, DO NEW-ENVIRON.
+const LINUX_IACS: &[u8] = &[IAC, DO, 24, IAC, DO, 32, IAC, DO, 35, IAC, DO, 39];
+
 /// The option pattern a Mirai-style client leaves after [`BUSYBOX_IACS`].
 const MIRAI_PATTERN: &str = "WONT ECHO,WILL NAWS,SB NAWS 80x24,DO ECHO,DO SGA";
 
@@ -338,10 +341,19 @@ async fn styles_change_the_prompts() {
          [[listeners]]\nname = \"rtr\"\nports = 0\nbind = [\"127.0.0.1\"]\npersona = \"rtr\"\n",
     )
     .await;
+    // Linux telnetd asks four questions and says nothing more until the client answers.
     let mut c = connect(sensor.tcp("deb")).await;
+    let got = read_until(&mut c, LINUX_IACS).await;
+    assert_eq!(got, LINUX_IACS);
+    assert_eq!(read_for(&mut c, Duration::from_millis(300)).await, b"");
+    send(
+        &mut c,
+        &[IAC, WONT, 24, IAC, WONT, 32, IAC, WONT, 35, IAC, WONT, 39],
+    )
+    .await;
     let got = read_until(&mut c, b"login: ").await;
     assert!(
-        got.ends_with(b"Debian GNU/Linux 12\r\nsrv01 login: "),
+        got.ends_with(b"\r\nDebian GNU/Linux 12\r\nsrv01 login: "),
         "{got:?}"
     );
     let mut c = connect(sensor.tcp("rtr")).await;
@@ -447,10 +459,10 @@ const SCRIPT: &[(&str, &str)] = &[
     ("# ", "exit\n"),
 ];
 
-async fn real_client_logs_in(prog: &str, args: &[&str]) -> Vec<Event> {
-    let sensor = start(&telnet_one(STRICT)).await;
+async fn real_client_logs_in(prog: &str, args: &[&str], body: &str, host: &str) -> Vec<Event> {
+    let sensor = start(&telnet_one(&format!("{body}\n{STRICT}"))).await;
     let out = drive(prog, args, sensor.tcp("t"), SCRIPT).await;
-    assert!(out.contains("router login: "), "{out}");
+    assert!(out.contains(&format!("{host} login: ")), "{out}");
     assert!(out.contains("Login incorrect"), "{out}");
     assert!(!out.contains("xc3511"), "the password is not echoed: {out}");
     let st = sensor.stop().await;
@@ -471,7 +483,7 @@ async fn real_client_logs_in(prog: &str, args: &[&str]) -> Vec<Event> {
 
 #[tokio::test]
 async fn debian_telnet_client_logs_in_and_runs_a_command() {
-    let s = real_client_logs_in("telnet", &[]).await;
+    let s = real_client_logs_in("telnet", &[], "", "router").await;
     let p = &patterns(&s)[0];
     // Debian's telnet agrees to the server's echo and to window size reporting; without a
     // terminal it has no size to send.
@@ -480,17 +492,31 @@ async fn debian_telnet_client_logs_in_and_runs_a_command() {
 
 #[tokio::test]
 async fn busybox_telnet_client_logs_in_and_runs_a_command() {
-    let s = real_client_logs_in("busybox", &["telnet"]).await;
+    let s = real_client_logs_in("busybox", &["telnet"], "", "router").await;
     let p = &patterns(&s)[0];
     // Without a terminal busybox telnet reports 80x24: the same pattern as a Mirai bot.
     assert_eq!(p, MIRAI_PATTERN);
 }
 
-/// nmap's service detection (loopback only) names the default persona BusyBox telnetd, with
-/// its host name, and never a cowrie honeypot.
 #[tokio::test]
-async fn nmap_identifies_busybox_telnetd_never_cowrie() {
-    let sensor = start(&telnet_one("")).await;
+async fn debian_telnet_client_logs_in_to_the_debian_style_with_linux_negotiation() {
+    let s = real_client_logs_in(
+        "telnet",
+        &[],
+        "style = \"debian\"\nshell = \"debian_server\"",
+        "srv01",
+    )
+    .await;
+    let p = &patterns(&s)[0];
+    // Asked for its terminal type, Debian's telnet tells it.
+    assert!(p.starts_with("WILL TTYPE,"), "{p}");
+    assert!(p.contains("SB TTYPE IS "), "{p}");
+}
+
+/// Runs `nmap -sV` (loopback only) against a telnet persona; returns the port's line and the
+/// whole output.
+async fn nmap_sv(body: &str) -> (String, String) {
+    let sensor = start(&telnet_one(body)).await;
     let port = sensor.tcp("t").port().to_string();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
@@ -506,9 +532,25 @@ async fn nmap_identifies_busybox_telnetd_never_cowrie() {
     let line = text
         .lines()
         .find(|l| l.starts_with(&format!("{port}/tcp")))
-        .unwrap_or_else(|| panic!("no port line in nmap output:\n{text}"));
-    assert!(line.contains("BusyBox telnetd"), "{line}");
+        .unwrap_or_else(|| panic!("no port line in nmap output:\n{text}"))
+        .to_string();
     assert!(!text.to_lowercase().contains("cowrie"), "{text}");
-    assert!(text.contains("Host: router"), "{text}");
     sensor.stop().await.assert_paired();
+    (line, text.into_owned())
+}
+
+/// nmap's service detection names the default persona BusyBox telnetd, with its host name,
+/// and never a cowrie honeypot.
+#[tokio::test]
+async fn nmap_identifies_busybox_telnetd_never_cowrie() {
+    let (line, text) = nmap_sv("").await;
+    assert!(line.contains("BusyBox telnetd"), "{line}");
+    assert!(text.contains("Host: router"), "{text}");
+}
+
+/// The debian style negotiates like Linux telnetd, and nmap says so.
+#[tokio::test]
+async fn nmap_identifies_the_debian_style_as_linux_telnetd() {
+    let (line, _) = nmap_sv("style = \"debian\"\nshell = \"debian_server\"").await;
+    assert!(line.contains("Linux telnetd"), "{line}");
 }
