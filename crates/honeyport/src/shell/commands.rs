@@ -392,11 +392,13 @@ fn printf(args: &[Vec<u8>], io: &mut Io) -> i32 {
                     _ => out.extend_from_slice(arg),
                 }
             } else if c == b'\\' {
-                // One escape: find its extent by unescaping the tail up to the next `%`.
-                let end = fmt[i + 1..]
+                // The escape and the plain text after it, up to the next `%` or backslash
+                // (past the escaped character, which may itself be a backslash).
+                let from = (i + 2).min(fmt.len());
+                let end = fmt[from..]
                     .iter()
                     .position(|&b| b == b'%' || b == b'\\')
-                    .map_or(fmt.len(), |p| i + 1 + p);
+                    .map_or(fmt.len(), |p| from + p);
                 if unescape(&fmt[i..end], true, &mut out) {
                     io.out(&out);
                     return 0;

