@@ -521,15 +521,14 @@ impl TelnetRaw {
         }
         rest.extend(text(&self.banner, d.banner));
         rest.extend_from_slice(&login_prompt);
-        let (greeting, after_answer) = if linux {
-            (LINUX_IACS.to_vec(), Some(rest))
+        let (greeting, greeting_rest, after_answer) = if linux {
+            (LINUX_IACS.to_vec(), Vec::new(), Some(rest))
         } else {
-            let mut g = BUSYBOX_IACS.to_vec();
-            g.extend(rest);
-            (g, None)
+            (BUSYBOX_IACS.to_vec(), rest, None)
         };
         Ok(Telnet {
             greeting,
+            greeting_rest,
             after_answer,
             login_prompt,
             password_prompt: text(&self.password_prompt, d.password_prompt),
@@ -628,6 +627,9 @@ fn to_terminal(b: &[u8]) -> Vec<u8> {
 /// A built telnet persona, shared by every session of its listener.
 pub struct Telnet {
     greeting: Vec<u8>,
+    /// BusyBox: the issue and login prompt, a second write (telnetd writes the negotiation
+    /// itself, the login process it starts writes the prompt; hydra waits for that).
+    greeting_rest: Vec<u8>,
     /// Linux negotiation: sent after the client's first answer (with SB ... SEND for the
     /// options it agreed to), then the issue text and the login prompt.
     after_answer: Option<Vec<u8>>,
@@ -692,9 +694,10 @@ impl<'a> Dialogue<'a> {
         }
     }
 
-    /// What the server sends first: negotiation, and (BusyBox) the banner and login prompt.
-    pub fn greeting(&self) -> &[u8] {
-        &self.t.greeting
+    /// What the server sends first, as two writes: the negotiation, then (BusyBox) the issue
+    /// and login prompt.
+    pub fn greeting(&self) -> [&[u8]; 2] {
+        [&self.t.greeting, &self.t.greeting_rest]
     }
 
     /// The option pattern, if it was not recorded yet and the client sent any command.
@@ -713,7 +716,29 @@ impl<'a> Dialogue<'a> {
     }
 
     /// Handles one read's worth of input.
+    ///
+    /// The answer is one write per read: the events first, then every byte to send, then how
+    /// the session ends, if it does (fewer writes under a brute-force load).
     pub fn on_input(&mut self, input: &[u8]) -> Vec<Step> {
+        let steps = self.steps_for(input);
+        let mut out = Vec::with_capacity(steps.len());
+        let mut bytes = Vec::new();
+        let mut end = None;
+        for s in steps {
+            match s {
+                Step::Send(b) => bytes.extend_from_slice(&b),
+                e @ Step::Emit(_) => out.push(e),
+                last => end = Some(last),
+            }
+        }
+        if !bytes.is_empty() {
+            out.push(Step::Send(bytes));
+        }
+        out.extend(end);
+        out
+    }
+
+    fn steps_for(&mut self, input: &[u8]) -> Vec<Step> {
         let mut steps = Vec::new();
         if self.done {
             return steps;
@@ -902,7 +927,9 @@ impl Telnet {
 }
 
 async fn run(d: &mut Dialogue<'_>, conn: &mut Conn) -> Result<(), End> {
-    conn.write(d.greeting()).await?;
+    for part in d.greeting() {
+        conn.write(part).await?;
+    }
     loop {
         let data = conn.read().await?;
         for step in d.on_input(&data) {
@@ -1010,9 +1037,9 @@ mod tests {
     fn greeting_is_busybox_negotiation_then_prompt() {
         let t = build("hostname = \"gw\"");
         let d = Dialogue::new(&t, SRC, 1024);
-        assert_eq!(d.greeting()[0], IAC);
-        assert!(d.greeting().starts_with(BUSYBOX_IACS));
-        assert_eq!(&d.greeting()[BUSYBOX_IACS.len()..], b"\r\r\ngw login: ");
+        let [iacs, prompt] = d.greeting();
+        assert_eq!(iacs, BUSYBOX_IACS);
+        assert_eq!(prompt, b"\r\r\ngw login: ");
     }
 
     #[test]
