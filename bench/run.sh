@@ -44,6 +44,7 @@ fi
 export HONEYPORT_TOOLS_DIR="${HONEYPORT_TOOLS_DIR:-/tmp/honeyport-tools}"
 target="${HP_BENCH_TARGET:-/tmp/hp-bench-target}"
 config="${BENCH_CONFIG:-$here/smtp.toml}"
+telnet_config="${BENCH_TELNET_CONFIG-$here/telnet.toml}"   # empty: skip the telnet part
 out="${BENCH_OUT:-$repo/BENCHMARKS.md}"
 bare_addr="${BENCH_BARE_ADDR:-127.0.0.1:12626}"
 concurrencies="${BENCH_CONCURRENCY:-100 1000}"
@@ -115,10 +116,10 @@ kib_to_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }'; }
 
 # start_honeyport DATADIR: starts the sensor, waits until it listens; sets hp_pid, hp_addr.
 start_honeyport() {
-  local dir="$1"
+  local dir="$1" cfg="${2:-$config}"
   rm -rf "$dir"
   mkdir -p "$dir"
-  "$hp" --data-dir "$dir" run -c "$config" >"$dir.stdout" 2>"$dir.stderr" &
+  "$hp" --data-dir "$dir" run -c "$cfg" >"$dir.stdout" 2>"$dir.stderr" &
   hp_pid=$!
   pids+=("$hp_pid")
   local i
@@ -311,6 +312,34 @@ hold_addr="$bare_addr"
 hold_run "$bare_pid" bare
 stop_bare
 
+# ------------------------------------------------------- 4. telnet login captures per second
+# scanload --mode telnet: wait for "login:", send u{n}, wait for "assword", send p{n}, read the
+# answer, close. Each connection is one failed login the store must hold exactly. The ceiling is
+# bareserver's session rate at the same concurrency in part 1 (bareserver speaks no telnet).
+telnet_c="${BENCH_TELNET_CONCURRENCY:-100}"
+if [[ -n "$telnet_config" ]]; then
+  tn="${BENCH_TELNET_CONNS:-$(conns_for "$(jget "${R[bare.c$telnet_c]:-}" ok_per_s)")}"
+  log "telnet: honeyport, $tn connections at c=$telnet_c"
+  dir="$work/hp.telnet"
+  start_honeyport "$dir" "$telnet_config"
+  R[load_telnet]="$(loadavg)"
+  cpu0="$(cpu_ms "$hp_pid")"
+  R[telnet]="$("$scanload" --target "$hp_addr" --mode telnet --conns "$tn" --concurrency "$telnet_c" | tee "$work/telnet.json")"
+  R[telnet_cpu]=$(( $(cpu_ms "$hp_pid") - cpu0 ))
+  R[telnet_n]="$tn"
+  stop_honeyport "$dir"
+  R[telnet_stopped]="$hp_stopped"
+  db="$dir/honeyport.db"
+  # Every u{n}/p{n} pair scanload sent must be a login.failed event with exactly those bytes.
+  sqlite3 -readonly "$db" "select json_extract(json, '\$.username.text') || ' ' || json_extract(json, '\$.password.text')
+    from events where eventid = 'login.failed'" | sed -n 's/^u\([0-9]*\) p\1$/\1/p' | sort -u >"$dir.found"
+  seq 0 $(( tn - 1 )) | sort >"$dir.expected"
+  R[telnet_absent]="$(comm -23 "$dir.expected" "$dir.found" | wc -l)"
+  R[telnet_logins]="$(sqlite3 -readonly "$db" "select count(*) from events where eventid = 'login.failed'")"
+  log "telnet: $(jget "${R[telnet]}" ok_per_s)/s, absent credentials ${R[telnet_absent]}; $hp_stopped"
+  [[ "${BENCH_KEEP_DATA:-0}" == 1 ]] || rm -rf "$dir"
+fi
+
 # -------------------------------------------------------------------------- 3. idle RSS
 log "idle RSS: honeyport with $config, no connections"
 dir="$work/hp.idle"
@@ -392,6 +421,19 @@ fi
   echo
   echo "\`honeyport run -c ${config#"$repo"/}\`, no connections, 3 s after start: $(kib_to_mb "${R[idle_rss]}") MB (${R[idle_rss]} KiB), ${R[idle_threads]} threads."
   echo
+  if [[ -n "${R[telnet]:-}" ]]; then
+    t="${R[telnet]}" b="${R[bare.c$telnet_c]:-}"
+    R[telnet_ratio]="$(awk -v h="$(jget "$t" ok_per_s)" -v b="$(jget "$b" ok_per_s)" 'BEGIN { if (b > 0) printf "%.2f", h / b; else print "n/a" }')"
+    echo "### 4. Telnet login captures (scanload --mode telnet, concurrency $telnet_c)"
+    echo
+    echo "Config \`${telnet_config#"$repo"/}\` (BusyBox-style telnet persona, every credential refused). Ceiling: bareserver's sessions/s at the same concurrency in part 1."
+    echo
+    echo "| connections | logins/s | ceiling/s | ratio | ok | failed | p50 ms | p99 ms | CPU ms/1k logins | login.failed in store | credentials absent | stopped line |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    tcpu="$(awk -v m="${R[telnet_cpu]}" -v k="$(jget "$t" ok)" 'BEGIN { if (k > 0) printf "%.0f", m * 1000 / k; else print "n/a" }')"
+    echo "| ${R[telnet_n]} | $(jget "$t" ok_per_s) | $(jget "$b" ok_per_s) | ${R[telnet_ratio]} | $(jget "$t" ok) | $(jget "$t" failed) | $(jget "$t" p50_ms) | $(jget "$t" p99_ms) | $tcpu | ${R[telnet_logins]} | ${R[telnet_absent]} | \`${R[telnet_stopped]#honeyport: }\` |"
+    echo
+  fi
   echo "### Targets"
   echo
   for c in $concurrencies; do
@@ -411,6 +453,11 @@ fi
   open="$(jget "${R[hold.hp]}" open_after_hold)"
   echo "- $hold_conns idle connections at < 4 KiB RSS each: $open open after ${hold_secs} s, $per B each — $(yes_no "$([[ $open == "$hold_conns" ]] && (( per < 4096 )) && echo 1 || echo 0)")"
   echo "- Idle RSS < 15 MB: $(kib_to_mb "${R[idle_rss]}") MB — $(yes_no "$(awk -v k="${R[idle_rss]}" 'BEGIN { print (k * 1024 < 15e6) ? 1 : 0 }')")"
+  if [[ -n "${R[telnet]:-}" ]]; then
+    echo "- Telnet logins/s ≥ 0.6 × ceiling: ${R[telnet_ratio]} — $(yes_no "$(awk -v r="${R[telnet_ratio]}" 'BEGIN { print (r + 0 >= 0.6) ? 1 : 0 }')")"
+    tf="$(jget "${R[telnet]}" failed)"
+    echo "- Zero lost credentials: ${R[telnet_absent]} of ${R[telnet_n]} u{n}/p{n} pairs absent ($tf failed client-side) — $(yes_no "$(awk -v a="${R[telnet_absent]}" -v f="$tf" 'BEGIN { print (a + 0 <= f + 0) ? 1 : 0 }')")"
+  fi
 } >"$work/section.md"
 
 if [[ ! -s "$out" ]]; then
