@@ -13,21 +13,30 @@ use honeyport::persona::telnet::{
 };
 use libfuzzer_sys::fuzz_target;
 
-fn persona() -> &'static Telnet {
-    static T: OnceLock<Telnet> = OnceLock::new();
-    T.get_or_init(|| {
-        let raw: TelnetRaw = toml::from_str(
-            "max_attempts = 5\n[credentials]\naccept = [\"root:xc3511\"]\naccept_any_after = 2",
-        )
+/// Two personas: BusyBox negotiation (everything at once) and Linux negotiation (the rest
+/// after the client's first answer), both with a shell behind the login.
+fn persona(linux: bool) -> &'static Telnet {
+    static T: OnceLock<[Telnet; 2]> = OnceLock::new();
+    let build = |extra: &str| {
+        let raw: TelnetRaw = toml::from_str(&format!(
+            "max_attempts = 5\n{extra}\n\
+             [credentials]\naccept = [\"root:xc3511\"]\naccept_any_after = 2"
+        ))
         .expect("fuzz persona parses");
         raw.build(Path::new(".")).expect("fuzz persona builds")
-    })
+    };
+    &T.get_or_init(|| {
+        [
+            build(""),
+            build("style = \"debian\"\nshell = \"debian_server\""),
+        ]
+    })[linux as usize]
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks where the input is cut into two reads.
-    let (cut, input) = match data.split_first() {
-        Some((c, rest)) => (*c as usize % (rest.len() + 1), rest),
+    // The first byte picks the persona (high bit) and where the input is cut into two reads.
+    let (linux, cut, input) = match data.split_first() {
+        Some((c, rest)) => (c & 0x80 != 0, (c & 0x7f) as usize % (rest.len() + 1), rest),
         None => return,
     };
 
@@ -51,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(a, whole, "split reads decode like one read");
 
     let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, (input.len() % 4) as u8));
-    let mut d = Dialogue::new(persona(), src, 256);
+    let mut d = Dialogue::new(persona(linux), src, 256);
     let mut done = false;
     let mut sent = 0usize;
     for part in [&input[..cut], &input[cut..]] {
