@@ -6,6 +6,7 @@
 
 pub mod bytes;
 pub mod creds;
+pub mod ftp;
 pub mod scripted;
 pub mod smtp;
 pub mod telnet;
@@ -26,6 +27,8 @@ use crate::listener::conn::{Conn, End};
 // Read once at start and cloned a handful of times: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum PersonaRaw {
+    /// An FTP server (vsftpd or ProFTPD profile): USER/PASS and passive uploads captured.
+    Ftp(ftp::FtpRaw),
     /// Declarative banner / rules / replies: everything tcp-honeypot and simple_listener do.
     Scripted(scripted::ScriptedRaw),
     /// An ESMTP server (Exim, Postfix or Proxmox profile): AUTH, envelope and DATA captured.
@@ -36,7 +39,7 @@ pub enum PersonaRaw {
 
 impl PersonaRaw {
     /// Every `type = "..."` this build knows.
-    pub const KINDS: &'static [&'static str] = &["scripted", "smtp", "telnet"];
+    pub const KINDS: &'static [&'static str] = &["ftp", "scripted", "smtp", "telnet"];
 
     /// Reads a persona of kind `kind` (the table without its `type` key). `None` for an
     /// unknown kind.
@@ -45,6 +48,7 @@ impl PersonaRaw {
         de: D,
     ) -> Option<Result<PersonaRaw, D::Error>> {
         match kind {
+            "ftp" => Some(ftp::FtpRaw::deserialize(de).map(PersonaRaw::Ftp)),
             "scripted" => Some(scripted::ScriptedRaw::deserialize(de).map(PersonaRaw::Scripted)),
             "smtp" => Some(smtp::SmtpRaw::deserialize(de).map(PersonaRaw::Smtp)),
             "telnet" => Some(telnet::TelnetRaw::deserialize(de).map(PersonaRaw::Telnet)),
@@ -55,6 +59,7 @@ impl PersonaRaw {
     /// The persona this one inherits from, if any.
     pub fn inherit(&self) -> Option<&str> {
         match self {
+            PersonaRaw::Ftp(f) => f.inherit.as_deref(),
             PersonaRaw::Scripted(s) => s.inherit.as_deref(),
             PersonaRaw::Smtp(s) => s.inherit.as_deref(),
             PersonaRaw::Telnet(t) => t.inherit.as_deref(),
@@ -64,6 +69,7 @@ impl PersonaRaw {
     /// A copy of `self` with every field it leaves unset taken from `base`.
     pub fn merged_over(&self, base: &PersonaRaw) -> Result<PersonaRaw, String> {
         match (self, base) {
+            (PersonaRaw::Ftp(a), PersonaRaw::Ftp(b)) => Ok(PersonaRaw::Ftp(a.merged_over(b))),
             (PersonaRaw::Scripted(a), PersonaRaw::Scripted(b)) => {
                 Ok(PersonaRaw::Scripted(a.merged_over(b)))
             }
@@ -78,6 +84,14 @@ impl PersonaRaw {
     /// Reads a listener's `[override]` table as a partial persona of the same type.
     pub fn overlay(&self, table: &toml::Table) -> Result<PersonaRaw, String> {
         match self {
+            PersonaRaw::Ftp(_) => table
+                .clone()
+                .try_into::<ftp::FtpRaw>()
+                .map(|mut f| {
+                    f.inherit = None;
+                    PersonaRaw::Ftp(f)
+                })
+                .map_err(|e| e.message().trim().to_string()),
             PersonaRaw::Scripted(_) => table
                 .clone()
                 .try_into::<scripted::ScriptedRaw>()
@@ -109,6 +123,7 @@ impl PersonaRaw {
     /// Checks this persona's own fields (no inheritance), recording problems at `at`.
     pub fn validate(&self, at: &str, base_dir: &Path, p: &mut Problems<'_>) {
         match self {
+            PersonaRaw::Ftp(f) => f.validate(at, base_dir, p),
             PersonaRaw::Scripted(s) => s.validate(at, base_dir, p),
             PersonaRaw::Smtp(s) => s.validate(at, base_dir, p),
             PersonaRaw::Telnet(t) => t.validate(at, base_dir, p),
@@ -123,6 +138,7 @@ impl PersonaRaw {
         p: &mut Problems<'_>,
     ) {
         match self {
+            PersonaRaw::Ftp(f) => f.validate_final(at, transports, p),
             PersonaRaw::Scripted(s) => s.validate_final(at, transports, p),
             PersonaRaw::Smtp(s) => s.validate_final(at, transports, p),
             PersonaRaw::Telnet(t) => t.validate_final(at, transports, p),
@@ -132,6 +148,7 @@ impl PersonaRaw {
     /// Reads files and compiles patterns. Validation has run, so errors here are I/O races.
     pub fn build(&self, base_dir: &Path) -> Result<Persona, String> {
         match self {
+            PersonaRaw::Ftp(f) => Ok(Persona::Ftp(Arc::new(f.build(base_dir)?))),
             PersonaRaw::Scripted(s) => Ok(Persona::Scripted(Arc::new(s.build(base_dir)?))),
             PersonaRaw::Smtp(s) => Ok(Persona::Smtp(Arc::new(s.build(base_dir)?))),
             PersonaRaw::Telnet(t) => Ok(Persona::Telnet(Arc::new(t.build(base_dir)?))),
@@ -142,6 +159,7 @@ impl PersonaRaw {
 /// A built persona, shared by every socket of its listener.
 #[derive(Clone)]
 pub enum Persona {
+    Ftp(Arc<ftp::Ftp>),
     Scripted(Arc<scripted::Scripted>),
     Smtp(Arc<smtp::Smtp>),
     Telnet(Arc<telnet::Telnet>),
@@ -150,6 +168,7 @@ pub enum Persona {
 impl Persona {
     pub fn kind(&self) -> &'static str {
         match self {
+            Persona::Ftp(_) => "ftp",
             Persona::Scripted(_) => "scripted",
             Persona::Smtp(_) => "smtp",
             Persona::Telnet(_) => "telnet",
@@ -159,6 +178,7 @@ impl Persona {
     /// Talks to one peer until it leaves, a limit trips, the persona is done, or shutdown.
     pub async fn serve(&self, conn: &mut Conn) -> End {
         match self {
+            Persona::Ftp(f) => f.serve(conn).await,
             Persona::Scripted(s) => s.serve(conn).await,
             Persona::Smtp(s) => s.serve(conn).await,
             Persona::Telnet(t) => t.serve(conn).await,

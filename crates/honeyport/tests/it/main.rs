@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod examples;
+mod ftp;
 mod limits;
 mod net;
 mod scripted;
