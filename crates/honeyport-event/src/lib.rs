@@ -153,6 +153,21 @@ pub enum EventKind {
     /// `WONT ECHO,WILL NAWS,SB NAWS 80x24,DONT SGA`.
     #[serde(rename = "client.telnet_options")]
     TelnetOptions { pattern: String },
+    /// One HTTP request as parsed (the raw bytes are in the session's input events).
+    #[serde(rename = "http.request")]
+    HttpRequest {
+        method: Payload,
+        target: Payload,
+        /// `HTTP/1.0` or `HTTP/1.1`.
+        version: String,
+        /// Every header field in the order sent: (name, value), value without surrounding
+        /// whitespace.
+        headers: Vec<(Payload, Payload)>,
+        /// Bytes of body received (after chunked decoding).
+        body_len: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_agent: Option<Payload>,
+    },
     /// The session ended. Every `session.connect` has exactly one of these.
     #[serde(rename = "session.closed")]
     Closed {
@@ -184,6 +199,7 @@ impl EventKind {
             EventKind::FileDownload { .. } => "session.file_download",
             EventKind::FileWrite { .. } => "session.file_write",
             EventKind::TelnetOptions { .. } => "client.telnet_options",
+            EventKind::HttpRequest { .. } => "http.request",
             EventKind::Closed { .. } => "session.closed",
         }
     }
@@ -588,6 +604,17 @@ mod tests {
             },
             EventKind::TelnetOptions {
                 pattern: "WONT ECHO,WILL NAWS,SB NAWS 80x24".into(),
+            },
+            EventKind::HttpRequest {
+                method: Payload(b"GET".to_vec()),
+                target: Payload(b"/a?b=\xff".to_vec()),
+                version: "HTTP/1.1".into(),
+                headers: vec![
+                    (Payload(b"Host".to_vec()), Payload(b"x".to_vec())),
+                    (Payload(b"X-Bin".to_vec()), Payload(vec![0xff, 0])),
+                ],
+                body_len: 3,
+                user_agent: Some(Payload(b"curl/7.88.1".to_vec())),
             },
             EventKind::Connect {
                 listener: "l".into(),

@@ -304,6 +304,19 @@ fn render(ev: &Event) -> String {
             format!("\"{}\" {len}B sha256={sha256}", clip(&path.escaped()))
         }
         EventKind::TelnetOptions { pattern } => clip(pattern),
+        EventKind::HttpRequest {
+            method,
+            target,
+            version,
+            headers,
+            body_len,
+            ..
+        } => format!(
+            "{} \"{}\" {version} headers={} body={body_len}B",
+            clip(&method.escaped()),
+            clip(&target.escaped()),
+            headers.len()
+        ),
         EventKind::Closed {
             duration,
             bytes_in,

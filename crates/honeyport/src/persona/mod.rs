@@ -7,6 +7,7 @@
 pub mod bytes;
 pub mod creds;
 pub mod ftp;
+pub mod http;
 pub mod scripted;
 pub mod smtp;
 pub mod telnet;
@@ -29,6 +30,8 @@ use crate::listener::conn::{Conn, End};
 pub enum PersonaRaw {
     /// An FTP server (vsftpd or ProFTPD profile): USER/PASS and passive uploads captured.
     Ftp(ftp::FtpRaw),
+    /// A web server (Apache, nginx or router profile): requests, Basic-auth and form logins.
+    Http(http::HttpRaw),
     /// Declarative banner / rules / replies: everything tcp-honeypot and simple_listener do.
     Scripted(scripted::ScriptedRaw),
     /// An ESMTP server (Exim, Postfix or Proxmox profile): AUTH, envelope and DATA captured.
@@ -39,7 +42,7 @@ pub enum PersonaRaw {
 
 impl PersonaRaw {
     /// Every `type = "..."` this build knows.
-    pub const KINDS: &'static [&'static str] = &["ftp", "scripted", "smtp", "telnet"];
+    pub const KINDS: &'static [&'static str] = &["ftp", "http", "scripted", "smtp", "telnet"];
 
     /// Reads a persona of kind `kind` (the table without its `type` key). `None` for an
     /// unknown kind.
@@ -49,6 +52,7 @@ impl PersonaRaw {
     ) -> Option<Result<PersonaRaw, D::Error>> {
         match kind {
             "ftp" => Some(ftp::FtpRaw::deserialize(de).map(PersonaRaw::Ftp)),
+            "http" => Some(http::HttpRaw::deserialize(de).map(PersonaRaw::Http)),
             "scripted" => Some(scripted::ScriptedRaw::deserialize(de).map(PersonaRaw::Scripted)),
             "smtp" => Some(smtp::SmtpRaw::deserialize(de).map(PersonaRaw::Smtp)),
             "telnet" => Some(telnet::TelnetRaw::deserialize(de).map(PersonaRaw::Telnet)),
@@ -60,6 +64,7 @@ impl PersonaRaw {
     pub fn inherit(&self) -> Option<&str> {
         match self {
             PersonaRaw::Ftp(f) => f.inherit.as_deref(),
+            PersonaRaw::Http(h) => h.inherit.as_deref(),
             PersonaRaw::Scripted(s) => s.inherit.as_deref(),
             PersonaRaw::Smtp(s) => s.inherit.as_deref(),
             PersonaRaw::Telnet(t) => t.inherit.as_deref(),
@@ -70,6 +75,7 @@ impl PersonaRaw {
     pub fn merged_over(&self, base: &PersonaRaw) -> Result<PersonaRaw, String> {
         match (self, base) {
             (PersonaRaw::Ftp(a), PersonaRaw::Ftp(b)) => Ok(PersonaRaw::Ftp(a.merged_over(b))),
+            (PersonaRaw::Http(a), PersonaRaw::Http(b)) => Ok(PersonaRaw::Http(a.merged_over(b))),
             (PersonaRaw::Scripted(a), PersonaRaw::Scripted(b)) => {
                 Ok(PersonaRaw::Scripted(a.merged_over(b)))
             }
@@ -90,6 +96,14 @@ impl PersonaRaw {
                 .map(|mut f| {
                     f.inherit = None;
                     PersonaRaw::Ftp(f)
+                })
+                .map_err(|e| e.message().trim().to_string()),
+            PersonaRaw::Http(_) => table
+                .clone()
+                .try_into::<http::HttpRaw>()
+                .map(|mut h| {
+                    h.inherit = None;
+                    PersonaRaw::Http(h)
                 })
                 .map_err(|e| e.message().trim().to_string()),
             PersonaRaw::Scripted(_) => table
@@ -124,6 +138,7 @@ impl PersonaRaw {
     pub fn validate(&self, at: &str, base_dir: &Path, p: &mut Problems<'_>) {
         match self {
             PersonaRaw::Ftp(f) => f.validate(at, base_dir, p),
+            PersonaRaw::Http(h) => h.validate(at, base_dir, p),
             PersonaRaw::Scripted(s) => s.validate(at, base_dir, p),
             PersonaRaw::Smtp(s) => s.validate(at, base_dir, p),
             PersonaRaw::Telnet(t) => t.validate(at, base_dir, p),
@@ -139,6 +154,7 @@ impl PersonaRaw {
     ) {
         match self {
             PersonaRaw::Ftp(f) => f.validate_final(at, transports, p),
+            PersonaRaw::Http(h) => h.validate_final(at, transports, p),
             PersonaRaw::Scripted(s) => s.validate_final(at, transports, p),
             PersonaRaw::Smtp(s) => s.validate_final(at, transports, p),
             PersonaRaw::Telnet(t) => t.validate_final(at, transports, p),
@@ -149,6 +165,7 @@ impl PersonaRaw {
     pub fn build(&self, base_dir: &Path) -> Result<Persona, String> {
         match self {
             PersonaRaw::Ftp(f) => Ok(Persona::Ftp(Arc::new(f.build(base_dir)?))),
+            PersonaRaw::Http(h) => Ok(Persona::Http(Arc::new(h.build(base_dir)?))),
             PersonaRaw::Scripted(s) => Ok(Persona::Scripted(Arc::new(s.build(base_dir)?))),
             PersonaRaw::Smtp(s) => Ok(Persona::Smtp(Arc::new(s.build(base_dir)?))),
             PersonaRaw::Telnet(t) => Ok(Persona::Telnet(Arc::new(t.build(base_dir)?))),
@@ -160,6 +177,7 @@ impl PersonaRaw {
 #[derive(Clone)]
 pub enum Persona {
     Ftp(Arc<ftp::Ftp>),
+    Http(Arc<http::Http>),
     Scripted(Arc<scripted::Scripted>),
     Smtp(Arc<smtp::Smtp>),
     Telnet(Arc<telnet::Telnet>),
@@ -169,6 +187,7 @@ impl Persona {
     pub fn kind(&self) -> &'static str {
         match self {
             Persona::Ftp(_) => "ftp",
+            Persona::Http(_) => "http",
             Persona::Scripted(_) => "scripted",
             Persona::Smtp(_) => "smtp",
             Persona::Telnet(_) => "telnet",
@@ -179,6 +198,7 @@ impl Persona {
     pub async fn serve(&self, conn: &mut Conn) -> End {
         match self {
             Persona::Ftp(f) => f.serve(conn).await,
+            Persona::Http(h) => h.serve(conn).await,
             Persona::Scripted(s) => s.serve(conn).await,
             Persona::Smtp(s) => s.serve(conn).await,
             Persona::Telnet(t) => t.serve(conn).await,

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod examples;
 mod ftp;
+mod http;
 mod limits;
 mod net;
 mod scripted;
