@@ -794,6 +794,12 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Bytes held for a request not yet complete (the head, capped; a body part not yet
+    /// decoded is at most one read).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The tag for a session that ended inside a request, if it did.
     pub fn unfinished(&self) -> Option<EventKind> {
         match &self.state {
@@ -1089,6 +1095,7 @@ impl<'a> Session<'a> {
             out.events.push(login_event(ok, u, p, "http-basic"));
             basic_ok = Some(ok);
         }
+        let mut form_ok = false;
         let is_form = req.header("content-type").is_some_and(|v| {
             v.to_ascii_lowercase()
                 .starts_with(b"application/x-www-form-urlencoded")
@@ -1097,6 +1104,7 @@ impl<'a> Session<'a> {
             if let Some((u, p)) = form_login(&req.body) {
                 let ok = h.creds.check(self.src, &u, &p);
                 out.events.push(login_event(ok, u, p, "http-form"));
+                form_ok = ok;
             }
         }
         let path = match req.target.iter().position(|b| *b == b'?') {
@@ -1117,6 +1125,13 @@ impl<'a> Session<'a> {
         let host = self.host(Some(req));
         let port = self.port(Some(req));
         let text = match route {
+            // An accepted form login is sent on, as a real admin panel does after its login.
+            _ if form_ok => {
+                let mut resp = Resp::html(302, "");
+                resp.headers
+                    .push(("Location".to_string(), Template::compile(b"/", None)));
+                self.render(&resp, &[], last, head)
+            }
             Some(r) => match &r.basic_auth {
                 Some(realm) if basic_ok != Some(true) => {
                     let page = h.profile.error_body(401, &host, port);
@@ -1473,6 +1488,29 @@ mod tests {
             body.to_vec(),
         ]
         .concat();
+        let ok = b"user=admin&pwd=s3cret";
+        let r = s.on_input(
+            &[
+                b"POST /login.cgi HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 21\r\n\r\n".as_slice(),
+                ok,
+            ]
+            .concat(),
+        );
+        assert!(
+            text(&r).starts_with("HTTP/1.1 302 Found\r\n"),
+            "{}",
+            text(&r)
+        );
+        assert!(text(&r).contains("\r\nLocation: /\r\n"), "{}", text(&r));
+        assert_eq!(
+            logins(&r),
+            [(
+                true,
+                b"admin".to_vec(),
+                b"s3cret".to_vec(),
+                "http-form".to_string()
+            )]
+        );
         let r = s.on_input(&req);
         assert_eq!(
             logins(&r),
