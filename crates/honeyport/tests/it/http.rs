@@ -301,3 +301,26 @@ async fn nmap_identifies_the_apache_profile() {
     let done = s.stop().await;
     done.assert_paired();
 }
+
+#[test]
+fn http_config_mistakes_are_reported() {
+    let src = config(
+        "profile = \"iis\"\nmax_requests = 0\n[[personas.web.routes]]\nregex = \"(\"\n\
+         headers = [\"no colon\"]\n[[personas.web.routes]]\npath = \"/\"\nprefix = \"/\"",
+        "transport = \"udp\"",
+    );
+    let err = match honeyport::config::validate_str(&src, "t.toml", &fixtures()) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(text.contains("personas.web.profile"), "{text}");
+    assert!(text.contains("personas.web.max_requests"), "{text}");
+    assert!(text.contains("personas.web.routes[0].regex"), "{text}");
+    assert!(text.contains("personas.web.routes[0].headers[0]"), "{text}");
+    assert!(
+        text.contains("exactly one of path, prefix, regex"),
+        "{text}"
+    );
+    assert!(text.contains("needs TCP"), "{text}");
+}
