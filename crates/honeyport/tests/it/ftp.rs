@@ -1,6 +1,6 @@
 //! The ftp persona over real sockets, driven by real clients: Python `ftplib` (login refused
 //! and accepted, PWD/SYST/LIST, a STOR upload and a RETR over passive data connections),
-//! `hydra` (every credential it tried is in the store), `nmap -sV` (vsftpd), and raw bytes
+//! `hydra` (every credential it tried is in the store), `nmap -sV` (vsftpd, ProFTPD), raw bytes
 //! for the bad input: active mode, an overlong line.
 
 use std::process::Stdio;
@@ -277,14 +277,36 @@ fn ftp_config_mistakes_are_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nmap_identifies_the_vsftpd_profile() {
-    let s = start(&config("")).await;
-    let port = s.tcp("ftp").port();
+async fn nmap_identifies_the_vsftpd_and_proftpd_profiles() {
+    let s = start(
+        r#"
+[personas.vsftpd]
+type = "ftp"
+
+[personas.proftpd]
+type = "ftp"
+profile = "proftpd"
+
+[[listeners]]
+name = "vsftpd"
+ports = 0
+bind = ["127.0.0.1"]
+persona = "vsftpd"
+
+[[listeners]]
+name = "proftpd"
+ports = 0
+bind = ["127.0.0.1"]
+persona = "proftpd"
+"#,
+    )
+    .await;
+    let (vs, pro) = (s.tcp("vsftpd").port(), s.tcp("proftpd").port());
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(120),
         tokio::process::Command::new("nmap")
             .args(["-sV", "-Pn", "-n", "-p"])
-            .arg(port.to_string())
+            .arg(format!("{vs},{pro}"))
             .arg("127.0.0.1")
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -294,11 +316,14 @@ async fn nmap_identifies_the_vsftpd_profile() {
     .expect("nmap hung")
     .expect("nmap runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{port}/tcp")))
-        .unwrap_or_else(|| panic!("no line for {port}: {text}"));
-    assert!(line.contains("vsftpd 3.0.3"), "{text}");
+    let line = |port: u16| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{port}/tcp")))
+            .unwrap_or_else(|| panic!("no line for {port}: {text}"))
+            .to_string()
+    };
+    assert!(line(vs).contains("vsftpd 3.0.3"), "{text}");
+    assert!(line(pro).contains("ProFTPD"), "{text}");
     let done = s.stop().await;
     done.assert_paired();
 }
