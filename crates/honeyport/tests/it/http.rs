@@ -1,6 +1,7 @@
 //! The http persona over real sockets, driven by real `curl` (HTTP and HTTPS, Basic auth, a
-//! form login, extra headers, two URLs on one keep-alive connection) and `nmap -sV`, plus raw
-//! bytes for the bad input: a header flood and an oversized request line.
+//! form login, extra headers, two URLs on one keep-alive connection) and `nmap -sV` (Apache
+//! httpd, nginx), plus raw bytes for the bad input: a header flood and an oversized request
+//! line.
 
 use std::process::Stdio;
 
@@ -276,14 +277,36 @@ async fn header_flood_and_oversized_request_line_are_capped_and_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nmap_identifies_the_apache_profile() {
-    let s = start(&config("", "")).await;
-    let port = s.tcp("web").port();
+async fn nmap_identifies_the_apache_and_nginx_profiles() {
+    let s = start(
+        r#"
+[personas.apache]
+type = "http"
+
+[personas.nginx]
+type = "http"
+profile = "nginx"
+
+[[listeners]]
+name = "apache"
+ports = 0
+bind = ["127.0.0.1"]
+persona = "apache"
+
+[[listeners]]
+name = "nginx"
+ports = 0
+bind = ["127.0.0.1"]
+persona = "nginx"
+"#,
+    )
+    .await;
+    let (apache, nginx) = (s.tcp("apache").port(), s.tcp("nginx").port());
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(120),
         tokio::process::Command::new("nmap")
             .args(["-sV", "-Pn", "-n", "-p"])
-            .arg(port.to_string())
+            .arg(format!("{apache},{nginx}"))
             .arg("127.0.0.1")
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -293,11 +316,14 @@ async fn nmap_identifies_the_apache_profile() {
     .expect("nmap hung")
     .expect("nmap runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{port}/tcp")))
-        .unwrap_or_else(|| panic!("no line for {port}: {text}"));
-    assert!(line.contains("Apache httpd 2.4.41"), "{text}");
+    let line = |port: u16| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{port}/tcp")))
+            .unwrap_or_else(|| panic!("no line for {port}: {text}"))
+            .to_string()
+    };
+    assert!(line(apache).contains("Apache httpd 2.4.41"), "{text}");
+    assert!(line(nginx).contains("nginx 1.18.0"), "{text}");
     let done = s.stop().await;
     done.assert_paired();
 }
