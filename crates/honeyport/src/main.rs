@@ -63,6 +63,21 @@ enum Cmd {
     },
     /// Print the built-in default config.
     DefaultConfig,
+    /// Play a recorded session back: what the sensor sent (the peer's screen), in order, with
+    /// the original pauses; `--input` also shows what the peer typed.
+    Replay {
+        /// The session id (from `honeyport events`).
+        session: String,
+        /// Playback speed: 2 = twice as fast; 0 = no pauses.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause, in seconds, whatever the recording says.
+        #[arg(long, default_value_t = 2.0)]
+        max_pause: f64,
+        /// Also show the peer's input (between ANSI reverse-video markers on a terminal).
+        #[arg(long)]
+        input: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,6 +120,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Cmd::Replay {
+            session,
+            speed,
+            max_pause,
+            input,
+        } => {
+            let store = Store::open(&cli.data_dir)?;
+            let mut evs = store.events(&EventFilter {
+                session: Some(session.clone()),
+                ..Default::default()
+            })?;
+            if evs.is_empty() {
+                anyhow::bail!("no session {session:?} in the store");
+            }
+            evs.reverse();
+            replay(&evs, speed, max_pause, input)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(ExitCode::SUCCESS)
@@ -216,6 +249,67 @@ async fn serve(cfg: honeyport::config::Config, data_dir: &Path) -> anyhow::Resul
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a session's output (and, if asked, its input) to stdout with the recorded pauses.
+fn replay(evs: &[Event], speed: f64, max_pause: f64, show_input: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let mut out = std::io::stdout().lock();
+    let tty = std::io::stdout().is_terminal();
+    let mut last: Option<i64> = None;
+    for ev in evs {
+        let bytes = match &ev.kind {
+            EventKind::Output { data, .. } => Some((data, false)),
+            EventKind::Input { data, .. } if show_input => Some((data, true)),
+            _ => None,
+        };
+        let Some((data, is_input)) = bytes else {
+            continue;
+        };
+        let t = ev.timestamp.unix_micros();
+        if let Some(prev) = last {
+            if speed > 0.0 {
+                let gap = ((t - prev).max(0) as f64 / 1e6 / speed).min(max_pause.max(0.0));
+                out.flush()?;
+                std::thread::sleep(std::time::Duration::from_secs_f64(gap));
+            }
+        }
+        last = Some(t);
+        if !tty {
+            // Into a file or a pipe: the bytes exactly.
+            out.write_all(data.as_bytes())?;
+            continue;
+        }
+        // On a terminal, never pass on control sequences (they may be the attacker's).
+        if is_input {
+            out.write_all(b"\x1b[7m")?;
+        }
+        out.write_all(terminal_safe(data.as_bytes()).as_bytes())?;
+        if is_input {
+            out.write_all(b"\x1b[0m")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Bytes made safe for a terminal: text, CR, LF and tab pass; other control bytes and
+/// invalid UTF-8 become `\xNN`.
+fn terminal_safe(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\r' | '\n' | '\t' => out.push(c),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for x in chunk.invalid() {
+            out.push_str(&format!("\\x{x:02x}"));
+        }
+    }
+    out
 }
 
 /// One event as a line for people.

@@ -264,3 +264,62 @@ fn run_without_config_says_which_loopback_ports_it_listens_on() {
     }
     assert!(dir.path().join("honeyport.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_plays_back_what_the_peer_saw_and_typed_in_order() {
+    let s = start(
+        r#"
+[personas.p]
+type = "scripted"
+banner = "login: "
+loop = 3
+reply = "\r\n$ "
+[[listeners]]
+name = "a"
+ports = 0
+bind = ["127.0.0.1"]
+persona = "p"
+"#,
+    )
+    .await;
+    let mut c = connect(s.tcp("a")).await;
+    read_until(&mut c, b"login: ").await;
+    send(&mut c, b"root\r\n").await;
+    read_until(&mut c, b"$ ").await;
+    send(&mut c, b"uname -a\r\n").await;
+    read_until(&mut c, b"$ ").await;
+    drop(c);
+    let dir = s.dir.path().to_path_buf();
+    let done = s.stop().await;
+    let sid = done.sessions()[0][0].session.to_string();
+
+    let run = |extra: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["replay", &sid, "--speed", "0"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    assert_eq!(run(&[]), b"login: \r\n$ \r\n$ ");
+    assert_eq!(
+        run(&["--input"]),
+        b"login: root\r\n\r\n$ uname -a\r\n\r\n$ "
+    );
+
+    let out = Command::new(bin())
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["replay", "0000000000000001"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no session"));
+}
