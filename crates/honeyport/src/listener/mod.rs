@@ -547,7 +547,7 @@ async fn run_session(
                 match Box::pin(tls_accept(&shared, &meta, acceptor, stream, started)).await {
                     Ok(s) => Io::Tls(s),
                     Err((end, bytes_in)) => {
-                        guard.close(end, (bytes_in, 0)).await;
+                        Box::pin(guard.close(end, (bytes_in, 0))).await;
                         return None;
                     }
                 }
@@ -566,7 +566,7 @@ async fn run_session(
         }
     };
     if end.reason != EndReason::PeerClosed {
-        conn.close().await;
+        Box::pin(conn.close()).await;
     }
     // Datagrams still queued go to a new session; once the sensor is stopping (or after a
     // persona panic, which could repeat on them) they are recorded here instead.
@@ -578,7 +578,9 @@ async fn run_session(
     };
     let bytes = conn.bytes();
     drop(conn);
-    guard.close(end, bytes).await;
+    // Boxed, like every await that only happens once at the end: the state of these futures
+    // (an event, a close deadline) would otherwise sit in every idle session's task.
+    Box::pin(guard.close(end, bytes)).await;
     next
 }
 

@@ -195,13 +195,16 @@ impl Persona {
     }
 
     /// Talks to one peer until it leaves, a limit trips, the persona is done, or shutdown.
+    ///
+    /// Each persona's future is boxed: inline, every session's task would be as large as the
+    /// largest persona's state, whichever persona it runs (an idle connection must stay small).
     pub async fn serve(&self, conn: &mut Conn) -> End {
         match self {
-            Persona::Ftp(f) => f.serve(conn).await,
-            Persona::Http(h) => h.serve(conn).await,
-            Persona::Scripted(s) => s.serve(conn).await,
-            Persona::Smtp(s) => s.serve(conn).await,
-            Persona::Telnet(t) => t.serve(conn).await,
+            Persona::Ftp(f) => Box::pin(f.serve(conn)).await,
+            Persona::Http(h) => Box::pin(h.serve(conn)).await,
+            Persona::Scripted(s) => Box::pin(s.serve(conn)).await,
+            Persona::Smtp(s) => Box::pin(s.serve(conn)).await,
+            Persona::Telnet(t) => Box::pin(t.serve(conn)).await,
         }
     }
 }
