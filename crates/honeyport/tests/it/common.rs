@@ -385,3 +385,33 @@ pub fn input_sizes(s: &[Event]) -> Vec<usize> {
 pub fn count_kind(s: &[Event], eventid: &str) -> usize {
     s.iter().filter(|e| e.kind.eventid() == eventid).count()
 }
+
+/// Runs `nmap -sV` against loopback ports (never any other address) and returns, per port,
+/// nmap's `PORT/tcp ...` line. Panics with nmap's whole output if a port has no line.
+pub async fn nmap_service_lines(ports: &[u16]) -> (Vec<String>, String) {
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new("nmap")
+            .args(["-sV", "-Pn", "-n", "-p"])
+            .arg(list.join(","))
+            .arg("127.0.0.1")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("nmap hung")
+    .expect("nmap runs (is nmap installed?)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = ports
+        .iter()
+        .map(|p| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{p}/tcp")))
+                .unwrap_or_else(|| panic!("no line for {p}: {text}"))
+                .to_string()
+        })
+        .collect();
+    (lines, text)
+}

@@ -302,28 +302,9 @@ persona = "proftpd"
     )
     .await;
     let (vs, pro) = (s.tcp("vsftpd").port(), s.tcp("proftpd").port());
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("nmap")
-            .args(["-sV", "-Pn", "-n", "-p"])
-            .arg(format!("{vs},{pro}"))
-            .arg("127.0.0.1")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("nmap hung")
-    .expect("nmap runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = |port: u16| {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{port}/tcp")))
-            .unwrap_or_else(|| panic!("no line for {port}: {text}"))
-            .to_string()
-    };
-    assert!(line(vs).contains("vsftpd 3.0.3"), "{text}");
-    assert!(line(pro).contains("ProFTPD"), "{text}");
+    let (lines, text) = nmap_service_lines(&[vs, pro]).await;
+    assert!(lines[0].contains("vsftpd 3.0.3"), "{text}");
+    assert!(lines[1].contains("ProFTPD"), "{text}");
     let done = s.stop().await;
     done.assert_paired();
 }

@@ -302,28 +302,9 @@ persona = "nginx"
     )
     .await;
     let (apache, nginx) = (s.tcp("apache").port(), s.tcp("nginx").port());
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("nmap")
-            .args(["-sV", "-Pn", "-n", "-p"])
-            .arg(format!("{apache},{nginx}"))
-            .arg("127.0.0.1")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("nmap hung")
-    .expect("nmap runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = |port: u16| {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{port}/tcp")))
-            .unwrap_or_else(|| panic!("no line for {port}: {text}"))
-            .to_string()
-    };
-    assert!(line(apache).contains("Apache httpd 2.4.41"), "{text}");
-    assert!(line(nginx).contains("nginx 1.18.0"), "{text}");
+    let (lines, text) = nmap_service_lines(&[apache, nginx]).await;
+    assert!(lines[0].contains("Apache httpd 2.4.41"), "{text}");
+    assert!(lines[1].contains("nginx 1.18.0"), "{text}");
     let done = s.stop().await;
     done.assert_paired();
 }

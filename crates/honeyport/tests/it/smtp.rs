@@ -455,28 +455,9 @@ persona = "postfix"
     )
     .await;
     let (exim, postfix) = (s.tcp("exim").port(), s.tcp("postfix").port());
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("nmap")
-            .args(["-sV", "-Pn", "-n", "-p"])
-            .arg(format!("{exim},{postfix}"))
-            .arg("127.0.0.1")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("nmap hung")
-    .expect("nmap runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = |port: u16| {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{port}/tcp")))
-            .unwrap_or_else(|| panic!("no line for {port}: {text}"))
-            .to_string()
-    };
-    assert!(line(exim).contains("Exim smtpd 4.92"), "{text}");
-    assert!(line(postfix).contains("Postfix smtpd"), "{text}");
+    let (lines, text) = nmap_service_lines(&[exim, postfix]).await;
+    assert!(lines[0].contains("Exim smtpd 4.92"), "{text}");
+    assert!(lines[1].contains("Postfix smtpd"), "{text}");
     let done = s.stop().await;
     done.assert_paired();
 }
