@@ -36,11 +36,13 @@
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use honeyport_event::{EventKind, Payload, Transport};
 use serde::Deserialize;
 
 use super::creds::{CredPolicy, CredentialsRaw};
+use crate::config::units::NumOrStr;
 use crate::config::Problems;
 use crate::listener::conn::{Conn, End};
 use crate::shell::{Profile, Shell, ShellEvent};
@@ -391,6 +393,9 @@ pub struct TelnetRaw {
     pub login_failed: Option<String>,
     /// Sent after a successful login, before the first shell prompt.
     pub motd: Option<String>,
+    /// The pause after a refused password, before `login_failed` (BusyBox login's
+    /// LOGIN_FAIL_DELAY, pam_faildelay on Debian). Default "3s", at most "60s"; 0 turns it off.
+    pub fail_delay: Option<NumOrStr>,
     /// Failed logins before the connection is closed. Default 3, at most 100.
     pub max_attempts: Option<u32>,
     /// The shell profile a logged-in peer gets. Default "busybox_router".
@@ -421,6 +426,7 @@ impl TelnetRaw {
             password_prompt,
             login_failed,
             motd,
+            fail_delay,
             max_attempts,
             shell
         );
@@ -458,6 +464,15 @@ impl TelnetRaw {
                         Profile::BUILTIN.join(", ")
                     ),
                 );
+            }
+        }
+        if let Some(d) = &self.fail_delay {
+            match d.duration() {
+                Ok(d) if d > MAX_FAIL_DELAY => {
+                    p.at(&format!("{at}.fail_delay"), "must be at most 60s")
+                }
+                Ok(_) => {}
+                Err(e) => p.at(&format!("{at}.fail_delay"), e),
             }
         }
         if let Some(n) = self.max_attempts {
@@ -534,6 +549,10 @@ impl TelnetRaw {
             password_prompt: text(&self.password_prompt, d.password_prompt),
             login_failed: text(&self.login_failed, d.login_failed),
             motd: text(&self.motd, d.motd),
+            fail_delay: match &self.fail_delay {
+                Some(d) => d.duration()?,
+                None => DEFAULT_FAIL_DELAY,
+            },
             max_attempts: self.max_attempts.unwrap_or(3),
             profile: Arc::new(profile),
             creds: self.credentials.clone().unwrap_or_default().build()?,
@@ -624,6 +643,12 @@ fn to_terminal(b: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // The built persona and its dialogue
 
+/// BusyBox login sleeps 3 s after a refused password (LOGIN_FAIL_DELAY), as does Debian's
+/// login with pam_faildelay. Brute forcers pace themselves by it; hydra's telnet module even
+/// depends on it (answered at once, it sends an empty username and skips a password).
+const DEFAULT_FAIL_DELAY: Duration = Duration::from_secs(3);
+const MAX_FAIL_DELAY: Duration = Duration::from_secs(60);
+
 /// A built telnet persona, shared by every session of its listener.
 pub struct Telnet {
     greeting: Vec<u8>,
@@ -637,6 +662,7 @@ pub struct Telnet {
     password_prompt: Vec<u8>,
     login_failed: Vec<u8>,
     motd: Vec<u8>,
+    fail_delay: Duration,
     max_attempts: u32,
     profile: Arc<Profile>,
     creds: CredPolicy,
@@ -646,6 +672,8 @@ pub struct Telnet {
 #[derive(Debug, PartialEq)]
 pub enum Step {
     Send(Vec<u8>),
+    /// Wait before the next `Send` (the pause after a refused password).
+    Pause(Duration),
     Emit(EventKind),
     /// The persona is done (too many failed logins, `exit`).
     Close,
@@ -717,23 +745,23 @@ impl<'a> Dialogue<'a> {
 
     /// Handles one read's worth of input.
     ///
-    /// The answer is one write per read: the events first, then every byte to send, then how
-    /// the session ends, if it does (fewer writes under a brute-force load).
+    /// The answer is one write per read (or one on each side of a pause): the events first,
+    /// then the bytes to send and pauses in order, then how the session ends, if it does
+    /// (fewer writes under a brute-force load).
     pub fn on_input(&mut self, input: &[u8]) -> Vec<Step> {
         let steps = self.steps_for(input);
         let mut out = Vec::with_capacity(steps.len());
-        let mut bytes = Vec::new();
+        let mut writes = Vec::new();
         let mut end = None;
         for s in steps {
             match s {
-                Step::Send(b) => bytes.extend_from_slice(&b),
+                Step::Send(b) => send(&mut writes, &b),
+                p @ Step::Pause(_) => writes.push(p),
                 e @ Step::Emit(_) => out.push(e),
                 last => end = Some(last),
             }
         }
-        if !bytes.is_empty() {
-            out.push(Step::Send(bytes));
-        }
+        out.extend(writes);
         out.extend(end);
         out
     }
@@ -849,6 +877,9 @@ impl<'a> Dialogue<'a> {
                         method,
                     }));
                     self.failures += 1;
+                    if !t.fail_delay.is_zero() {
+                        steps.push(Step::Pause(t.fail_delay));
+                    }
                     send(steps, &t.login_failed);
                     if self.failures >= t.max_attempts {
                         self.done = true;
@@ -935,6 +966,7 @@ async fn run(d: &mut Dialogue<'_>, conn: &mut Conn) -> Result<(), End> {
         for step in d.on_input(&data) {
             match step {
                 Step::Send(b) => conn.write(&b).await?,
+                Step::Pause(p) => conn.sleep(p).await?,
                 Step::Emit(e) => conn.emit(e).await,
                 Step::Close => return Ok(()),
                 Step::Limit(l) => return Err(End::limit(l.as_str())),
@@ -1097,6 +1129,29 @@ mod tests {
         assert_eq!(logins(&steps).len(), 2);
         assert_eq!(steps.last(), Some(&Step::Close));
         assert!(d.on_input(b"more\r\n").is_empty());
+    }
+
+    #[test]
+    fn refused_password_pauses_between_the_newline_and_login_incorrect() {
+        let t = build("[credentials]\naccept = []\naccept_any_after = 0");
+        let mut d = Dialogue::new(&t, SRC, 1024);
+        d.on_input(b"root\r\n");
+        let steps = d.on_input(b"pw\r\n");
+        assert!(matches!(
+            steps[0],
+            Step::Emit(EventKind::LoginFailed { .. })
+        ));
+        assert_eq!(steps[1], Step::Send(b"\r\n".to_vec()));
+        assert_eq!(steps[2], Step::Pause(DEFAULT_FAIL_DELAY));
+        assert_eq!(
+            steps[3],
+            Step::Send(b"\r\nLogin incorrect\r\nrouter login: ".to_vec())
+        );
+        assert_eq!(steps.len(), 4);
+        let t = build("fail_delay = 0\n[credentials]\naccept = []\naccept_any_after = 0");
+        let mut d = Dialogue::new(&t, SRC, 1024);
+        let steps = d.on_input(b"root\r\npw\r\n");
+        assert!(!steps.iter().any(|s| matches!(s, Step::Pause(_))));
     }
 
     #[test]

@@ -415,3 +415,99 @@ pub async fn nmap_service_lines(ports: &[u16]) -> (Vec<String>, String) {
         .collect();
     (lines, text)
 }
+
+/// Every login captured, in order: (accepted, username, password, method).
+pub fn logins(s: &[Event]) -> Vec<(bool, Vec<u8>, Vec<u8>, String)> {
+    s.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::LoginFailed {
+                username,
+                password,
+                method,
+            } => Some((
+                false,
+                username.0.clone(),
+                password.0.clone(),
+                method.clone(),
+            )),
+            EventKind::LoginSuccess {
+                username,
+                password,
+                method,
+            } => Some((true, username.0.clone(), password.0.clone(), method.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs a real client to completion (stdin closed, output captured). The bound only catches
+/// a hung client; it is not a performance assertion.
+pub async fn run_client(cmd: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(
+        Duration::from_secs(90),
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("client hung")
+    .expect("client runs (is it installed?)")
+}
+
+/// A loopback relay in front of the sensor that keeps every byte its clients send: the
+/// ground truth of what an outside tool really put on the wire, independent of the sensor's
+/// own record.
+pub struct Tap {
+    pub addr: SocketAddr,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>>>,
+}
+
+impl Tap {
+    pub async fn new(target: SocketAddr) -> Tap {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let sent: std::sync::Arc<std::sync::Mutex<Vec<_>>> = Default::default();
+        let all = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = l.accept().await {
+                let Ok(server) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let rec = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                all.lock().unwrap().push(rec.clone());
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 << 10];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        rec.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sw.shutdown().await;
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    let _ = cw.shutdown().await;
+                });
+            }
+        });
+        Tap { addr, sent }
+    }
+
+    /// What each client connection sent so far, in connection order.
+    pub fn sent(&self) -> Vec<Vec<u8>> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.lock().unwrap().clone())
+            .collect()
+    }
+}

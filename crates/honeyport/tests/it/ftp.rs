@@ -3,8 +3,6 @@
 //! `hydra` (every credential it tried is in the store), `nmap -sV` (vsftpd, ProFTPD), raw bytes
 //! for the bad input: active mode, an overlong line.
 
-use std::process::Stdio;
-
 use crate::common::*;
 use honeyport_event::{Event, EventKind};
 use sha2::{Digest as _, Sha256};
@@ -25,30 +23,6 @@ persona = "ftp"
     )
 }
 
-/// Every login captured, in order: (accepted, username, password, method).
-fn logins(s: &[Event]) -> Vec<(bool, Vec<u8>, Vec<u8>, String)> {
-    s.iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::LoginFailed {
-                username,
-                password,
-                method,
-            } => Some((
-                false,
-                username.0.clone(),
-                password.0.clone(),
-                method.clone(),
-            )),
-            EventKind::LoginSuccess {
-                username,
-                password,
-                method,
-            } => Some((true, username.0.clone(), password.0.clone(), method.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Every command line recorded, in order: (line, recognised).
 fn commands(s: &[Event]) -> Vec<(Vec<u8>, bool)> {
     s.iter()
@@ -57,20 +31,6 @@ fn commands(s: &[Event]) -> Vec<(Vec<u8>, bool)> {
             _ => None,
         })
         .collect()
-}
-
-async fn run(cmd: &mut tokio::process::Command) -> std::process::Output {
-    tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("client hung")
-    .expect("client runs")
 }
 
 const FTPLIB: &str = r#"
@@ -111,12 +71,14 @@ async fn python_ftplib_login_list_and_a_passive_upload_recorded_by_sha256() {
     ))
     .await;
     let addr = s.tcp("ftp");
-    let out = run(tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(FTPLIB)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .arg("#!/bin/sh\necho pwned\n"))
+    let out = run_client(
+        tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(FTPLIB)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .arg("#!/bin/sh\necho pwned\n"),
+    )
     .await;
     assert!(
         out.status.success(),
@@ -193,10 +155,12 @@ async fn hydra_every_password_it_tried_is_stored_as_a_failed_login() {
     let dir = tempfile::tempdir().unwrap();
     let words = ["123456", "pass word", "toor", "r00t!"];
     std::fs::write(dir.path().join("pw.txt"), words.join("\n") + "\n").unwrap();
-    let out = run(tokio::process::Command::new("hydra")
-        .current_dir(dir.path())
-        .args(["-I", "-t", "1", "-l", "root", "-P", "pw.txt"])
-        .arg(format!("ftp://{}:{}", addr.ip(), addr.port())))
+    let out = run_client(
+        tokio::process::Command::new("hydra")
+            .current_dir(dir.path())
+            .args(["-I", "-t", "1", "-l", "root", "-P", "pw.txt"])
+            .arg(format!("ftp://{}:{}", addr.ip(), addr.port())),
+    )
     .await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

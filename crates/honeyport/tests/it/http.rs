@@ -51,30 +51,6 @@ fn requests(s: &[Event]) -> Vec<Req> {
         .collect()
 }
 
-/// Every login captured, in order: (accepted, username, password, method).
-fn logins(s: &[Event]) -> Vec<(bool, Vec<u8>, Vec<u8>, String)> {
-    s.iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::LoginFailed {
-                username,
-                password,
-                method,
-            } => Some((
-                false,
-                username.0.clone(),
-                password.0.clone(),
-                method.clone(),
-            )),
-            EventKind::LoginSuccess {
-                username,
-                password,
-                method,
-            } => Some((true, username.0.clone(), password.0.clone(), method.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
 fn names(h: &[(Vec<u8>, Vec<u8>)]) -> Vec<String> {
     h.iter()
         .map(|(n, _)| String::from_utf8_lossy(n).into_owned())

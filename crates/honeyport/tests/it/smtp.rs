@@ -63,20 +63,6 @@ fn tag_len(s: &[Event], name: &str) -> Option<u64> {
     })
 }
 
-async fn run(cmd: &mut tokio::process::Command) -> std::process::Output {
-    tokio::time::timeout(
-        WAIT,
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("client hung")
-    .expect("client runs")
-}
-
 const SMTPLIB: &str = r#"
 import smtplib, ssl, sys
 host, port = sys.argv[1], int(sys.argv[2])
@@ -104,11 +90,13 @@ print("ok")
 async fn python_smtplib_starttls_auth_and_a_message_are_captured_exactly() {
     let s = start(&config("starttls = { self_signed = true }", "")).await;
     let addr = s.tcp("smtp");
-    let out = run(tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SMTPLIB)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string()))
+    let out = run_client(
+        tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(SMTPLIB)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string()),
+    )
     .await;
     assert!(
         out.status.success(),
@@ -178,7 +166,7 @@ async fn swaks_auth_login_over_starttls_and_auth_plain_in_the_clear() {
             .args(extra);
         c
     };
-    let tls = run(&mut swaks(&[
+    let tls = run_client(&mut swaks(&[
         "--tls",
         "--auth",
         "LOGIN",
@@ -197,7 +185,7 @@ async fn swaks_auth_login_over_starttls_and_auth_plain_in_the_clear() {
         tls_out.contains("535 5.7.8 Error: authentication failed"),
         "{tls_out}"
     );
-    let plain = run(&mut swaks(&[
+    let plain = run_client(&mut swaks(&[
         "--auth",
         "PLAIN",
         "--auth-user",
@@ -212,7 +200,7 @@ async fn swaks_auth_login_over_starttls_and_auth_plain_in_the_clear() {
         "{plain_out}"
     );
     // Without AUTH, a whole message goes through.
-    let msg = run(&mut swaks(&["--body", "hello from swaks"])).await;
+    let msg = run_client(&mut swaks(&["--body", "hello from swaks"])).await;
     let msg_out = String::from_utf8_lossy(&msg.stdout).to_string();
     assert!(msg.status.success(), "{msg_out}");
     assert!(msg_out.contains("250 2.0.0 Ok: queued as "), "{msg_out}");

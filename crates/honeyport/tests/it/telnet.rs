@@ -120,30 +120,6 @@ impl Mirai {
     }
 }
 
-fn logins(events: &[Event]) -> Vec<(bool, Vec<u8>, Vec<u8>, String)> {
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::LoginSuccess {
-                username,
-                password,
-                method,
-            } => Some((true, username.0.clone(), password.0.clone(), method.clone())),
-            EventKind::LoginFailed {
-                username,
-                password,
-                method,
-            } => Some((
-                false,
-                username.0.clone(),
-                password.0.clone(),
-                method.clone(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 fn patterns(events: &[Event]) -> Vec<String> {
     events
         .iter()
@@ -553,4 +529,121 @@ async fn nmap_identifies_busybox_telnetd_never_cowrie() {
 async fn nmap_identifies_the_debian_style_as_linux_telnetd() {
     let (line, _) = nmap_sv("style = \"debian\"\nshell = \"debian_server\"").await;
     assert!(line.contains("Linux telnetd"), "{line}");
+}
+
+/// The (username, password) pairs in what a client sent, read the way a telnetd's login does:
+/// telnet commands dropped, lines ended by CR NUL, CR LF, CR or LF, an empty username line
+/// re-prompts. Written independently of the persona's parser.
+fn pairs_on_wire(wire: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut i = 0;
+    while i < wire.len() {
+        match (wire[i], wire.get(i + 1).copied()) {
+            (IAC, Some(IAC)) => {
+                data.push(IAC);
+                i += 2;
+            }
+            (IAC, Some(SB)) => {
+                i += 2;
+                while i + 1 < wire.len() && !(wire[i] == IAC && wire[i + 1] == SE) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            (IAC, Some(251..=254)) => i += 3,
+            (IAC, _) => i += 2,
+            (b, _) => {
+                data.push(b);
+                i += 1;
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    let mut line = Vec::new();
+    let mut j = 0;
+    while j < data.len() {
+        match data[j] {
+            b'\r' => {
+                lines.push(std::mem::take(&mut line));
+                if matches!(data.get(j + 1), Some(0 | b'\n')) {
+                    j += 1;
+                }
+            }
+            b'\n' => lines.push(std::mem::take(&mut line)),
+            b => line.push(b),
+        }
+        j += 1;
+    }
+    let mut pairs = Vec::new();
+    let mut user: Option<Vec<u8>> = None;
+    for l in lines {
+        match user.take() {
+            None if l.is_empty() => {}
+            None => user = Some(l),
+            Some(u) => pairs.push((u, l)),
+        }
+    }
+    pairs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hydra_every_credential_it_tried_is_stored_and_a_real_login_is_found() {
+    let sensor = start(&telnet_one(STRICT)).await;
+    // hydra talks to the sensor through a tap that keeps what hydra really sent: hydra 9.4's
+    // telnet module can send an empty username after a failure (a race between its parent and
+    // child processes), and a telnetd that re-prompts then makes it skip that password. Such a
+    // password never reached the wire, so it is not "tried"; everything that did must be stored.
+    let tap = Tap::new(sensor.tcp("t")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let words = ["123456", "pass word", "toor", "r00t!", "admin"];
+    std::fs::write(dir.path().join("pw.txt"), words.join("\n") + "\n").unwrap();
+    let url = format!("telnet://{}:{}", tap.addr.ip(), tap.addr.port());
+    let out = run_client(
+        tokio::process::Command::new("hydra")
+            .current_dir(dir.path())
+            .args(["-I", "-t", "1", "-l", "root", "-P", "pw.txt"])
+            .arg(&url),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("0 valid password"),
+        "hydra must not call a refused login a success: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The known credential: hydra sees the shell prompt and reports it.
+    let out = run_client(
+        tokio::process::Command::new("hydra")
+            .current_dir(dir.path())
+            .args(["-I", "-t", "1", "-l", "root", "-p", "xc3511"])
+            .arg(&url),
+    )
+    .await;
+    let found = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        found.contains("1 valid password") && found.contains("password: xc3511"),
+        "hydra: {found}"
+    );
+
+    let done = sensor.stop().await;
+    done.assert_paired();
+    let stored: Vec<_> = done.sessions().iter().flat_map(|s| logins(s)).collect();
+    let wire: Vec<_> = tap.sent().iter().flat_map(|w| pairs_on_wire(w)).collect();
+    let tried: Vec<_> = wire.iter().filter(|p| p.1 != b"xc3511").collect();
+    assert!(
+        tried.len() >= 2,
+        "hydra tried too little to judge: {wire:?}\n{text}"
+    );
+    for (u, p) in &tried {
+        assert!(
+            stored.contains(&(false, u.clone(), p.clone(), "telnet".into())),
+            "{:?}/{:?} on the wire but not stored: {stored:?}",
+            String::from_utf8_lossy(u),
+            String::from_utf8_lossy(p)
+        );
+        assert!(words.iter().any(|w| w.as_bytes() == &p[..]), "{p:?}");
+    }
+    assert!(stored.contains(&(true, t("root"), t("xc3511"), "telnet".into())));
+    // Nothing stored that was not on the wire.
+    assert_eq!(stored.len(), wire.len(), "{stored:?} vs {wire:?}");
 }
