@@ -461,8 +461,10 @@ pub async fn run_client(cmd: &mut tokio::process::Command) -> std::process::Outp
 /// own record.
 pub struct Tap {
     pub addr: SocketAddr,
-    sent: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>>>,
+    sent: Shared<Vec<Shared<Vec<u8>>>>,
 }
+
+type Shared<T> = std::sync::Arc<std::sync::Mutex<T>>;
 
 impl Tap {
     pub async fn new(target: SocketAddr) -> Tap {
