@@ -132,7 +132,8 @@ pub enum EventKind {
         /// Whether the shell knew the command (cowrie's `command.input` vs `command.failed`).
         recognised: bool,
     },
-    /// A command asked to fetch a URL (wget, curl, tftp, ftpget). Recorded, not fetched.
+    /// A command asked to fetch a URL (wget, curl, tftp, ftpget). Recorded; fetched only when
+    /// the sensor's `[downloads]` are enabled (then a `.fetched` or `.failed` event follows).
     #[serde(rename = "session.file_download")]
     FileDownload {
         url: Payload,
@@ -141,6 +142,24 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outfile: Option<Payload>,
     },
+    /// A download really fetched (`[downloads] enabled`) and stored by SHA-256 in the data
+    /// dir's downloads folder.
+    #[serde(rename = "session.file_download.fetched")]
+    FileFetched {
+        url: Payload,
+        sha256: String,
+        len: u64,
+        /// The body was longer than `max_bytes`: `len` bytes were kept and stored.
+        #[serde(default, skip_serializing_if = "is_false")]
+        truncated: bool,
+        /// Where the bytes came from after redirects, when that differs from `url`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        final_url: Option<String>,
+    },
+    /// A download that was attempted and did not complete (refused destination, HTTP error,
+    /// timeout, unsupported scheme...).
+    #[serde(rename = "session.file_download.failed")]
+    FileFetchFailed { url: Payload, reason: String },
     /// Bytes written to a file in the session's fake filesystem (e.g. an `echo -ne '\x7fELF'`
     /// dropper), identified by SHA-256.
     #[serde(rename = "session.file_write")]
@@ -197,6 +216,8 @@ impl EventKind {
             EventKind::LoginSuccess { .. } => "login.success",
             EventKind::CommandInput { .. } => "command.input",
             EventKind::FileDownload { .. } => "session.file_download",
+            EventKind::FileFetched { .. } => "session.file_download.fetched",
+            EventKind::FileFetchFailed { .. } => "session.file_download.failed",
             EventKind::FileWrite { .. } => "session.file_write",
             EventKind::TelnetOptions { .. } => "client.telnet_options",
             EventKind::HttpRequest { .. } => "http.request",
@@ -596,6 +617,17 @@ mod tests {
                 url: Payload(b"http://203.0.113.9/x.sh".to_vec()),
                 command: "wget".into(),
                 outfile: Some(Payload(b"x.sh".to_vec())),
+            },
+            EventKind::FileFetched {
+                url: Payload(b"http://203.0.113.9/x.sh".to_vec()),
+                sha256: "ab".repeat(32),
+                len: 1234,
+                truncated: true,
+                final_url: Some("http://203.0.113.10/y.sh".into()),
+            },
+            EventKind::FileFetchFailed {
+                url: Payload(b"tftp://203.0.113.9/x".to_vec()),
+                reason: "timed out after 30s".into(),
             },
             EventKind::FileWrite {
                 path: Payload(b"/tmp/.x".to_vec()),

@@ -68,7 +68,13 @@ impl RunReport {
 pub async fn start(cfg: Config, data_dir: &Path) -> anyhow::Result<Running> {
     let sensor_name = cfg.sensor.clone();
     let storage = cfg.storage.clone();
-    let sensor = Sensor::bind(cfg)?;
+    let downloads = cfg.downloads.clone();
+    let mut sensor = Sensor::bind(cfg)?;
+    if let Some(d) = downloads {
+        let f = crate::fetch::Fetcher::new(d, data_dir)
+            .map_err(|e| anyhow::anyhow!("downloads folder: {e}"))?;
+        sensor = sensor.with_fetcher(f);
+    }
     let bound = sensor.bound();
     let (events, pipeline) = Pipeline::start(data_dir, &storage, &sensor_name)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

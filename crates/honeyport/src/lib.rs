@@ -8,6 +8,7 @@
 //!   (capped, timed, recorded I/O), UDP flows, session start/end pairing
 //! - [`persona`]: the personas; one file per persona, one variant in `PersonaRaw`/`Persona`
 //! - [`shell`]: the fake shell (pure: line in, output and events out) telnet and SSH share
+//! - [`fetch`]: real downloads of what the shell is asked to fetch (off by default)
 //! - [`tls`]: rustls server configs (given PEM or self-signed)
 //! - [`pipeline`]: bounded event queue -> writer thread -> sinks; backpressure and loss counts
 //! - [`sink`]: SQLite (store of record) and rotating JSON lines
@@ -18,6 +19,7 @@
 
 pub mod app;
 pub mod config;
+pub mod fetch;
 pub mod listener;
 pub mod persona;
 pub mod pipeline;

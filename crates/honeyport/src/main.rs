@@ -397,6 +397,24 @@ fn render(ev: &Event) -> String {
         EventKind::FileWrite { path, sha256, len } => {
             format!("\"{}\" {len}B sha256={sha256}", clip(&path.escaped()))
         }
+        EventKind::FileFetched {
+            url,
+            sha256,
+            len,
+            truncated,
+            final_url,
+        } => format!(
+            "\"{}\" {len}B{} sha256={sha256}{}",
+            clip(&url.escaped()),
+            if *truncated { " (truncated)" } else { "" },
+            final_url
+                .as_ref()
+                .map(|u| format!(" via \"{}\"", clip(u)))
+                .unwrap_or_default()
+        ),
+        EventKind::FileFetchFailed { url, reason } => {
+            format!("\"{}\": {}", clip(&url.escaped()), clip(reason))
+        }
         EventKind::TelnetOptions { pattern } => clip(pattern),
         EventKind::HttpRequest {
             method,

@@ -42,6 +42,9 @@ pub struct ConfigRaw {
     /// Where events go (see [`StorageRaw`]).
     #[serde(default)]
     pub storage: StorageRaw,
+    /// Real downloads of what the shell is asked to fetch (see [`crate::fetch`]). Off by default.
+    #[serde(default)]
+    pub downloads: crate::fetch::DownloadsRaw,
     /// Named personas (and templates: a persona can `inherit` another). Read separately, one
     /// persona at a time, so that a mistake in one is reported with its position and does not
     /// hide mistakes elsewhere.
@@ -198,7 +201,7 @@ pub struct Problems<'a> {
 }
 
 impl<'a> Problems<'a> {
-    fn new(src: &'a str) -> Self {
+    pub(crate) fn new(src: &'a str) -> Self {
         Problems {
             doc: toml_edit::Document::parse(src).ok(),
             src,
@@ -342,6 +345,8 @@ pub struct Config {
     pub sensor: String,
     pub limits: Limits,
     pub storage: Storage,
+    /// `Some` when `[downloads] enabled = true`.
+    pub downloads: Option<crate::fetch::Downloads>,
     pub listeners: Vec<ListenerSpec>,
 }
 
@@ -351,6 +356,7 @@ pub struct Validated {
     base_dir: PathBuf,
     limits: Limits,
     storage: Storage,
+    downloads: Option<crate::fetch::Downloads>,
     listeners: Vec<ListenerPlan>,
 }
 
@@ -514,6 +520,7 @@ fn serde_error(src: &str, path: &str, e: &toml::de::Error) -> ConfigError {
 fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated {
     let limits = validate_limits(&raw.limits, p);
     let storage = validate_storage(&raw.storage, p);
+    let downloads = raw.downloads.validate(p);
     if let Some(s) = &raw.sensor {
         if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control()) {
             p.at("sensor", "sensor name must be 1-128 printable characters");
@@ -716,6 +723,7 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
         base_dir: base_dir.to_path_buf(),
         limits,
         storage,
+        downloads,
         listeners: plans,
     }
 }
@@ -960,6 +968,7 @@ impl Validated {
             sensor: self.raw.sensor.clone().unwrap_or_else(hostname),
             limits: self.limits,
             storage: self.storage,
+            downloads: self.downloads,
             listeners,
         })
     }

@@ -394,6 +394,24 @@ impl Conn {
     }
 
     /// Waits (a configured delay), bounded by the session deadline and shutdown.
+    /// With `[downloads]` enabled: fetches a URL the shell was asked to download, as the
+    /// tool would (the session waits, like the real tool), and records the outcome. Ends early
+    /// at shutdown or the session's deadline. Does nothing when downloads are off.
+    pub async fn fetch_download(&mut self, url: &Payload, command: &str) {
+        let Some(f) = self.shared.fetcher.clone() else {
+            return;
+        };
+        let hard_stop = self.shared.hard_stop.clone();
+        let r = tokio::select! {
+            r = f.fetch(url.as_bytes(), command) => r,
+            _ = hard_stop.cancelled() => crate::fetch::Fetched::Failed("shutdown".into()),
+            _ = tokio::time::sleep_until(self.deadline) => {
+                crate::fetch::Fetched::Failed("session ended (max_session)".into())
+            }
+        };
+        self.emit(r.into_event(url.clone())).await;
+    }
+
     pub async fn sleep(&mut self, d: Duration) -> Result<(), End> {
         let until = Instant::now() + d;
         let hard_stop = self.shared.hard_stop.clone();

@@ -43,6 +43,8 @@ pub struct Shared {
     tracker: TaskTracker,
     udp_rate: udp::RateLimiter,
     pub stats: SensorStats,
+    /// Real downloads, when enabled.
+    pub fetcher: Option<Arc<crate::fetch::Fetcher>>,
 }
 
 /// Counters reported at shutdown.
@@ -146,6 +148,7 @@ pub struct Sensor {
     sensor: String,
     limits: Limits,
     sockets: Vec<BoundSocket>,
+    fetcher: Option<Arc<crate::fetch::Fetcher>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +187,12 @@ fn bind_socket(t: Transport, addr: SocketAddr) -> std::io::Result<Socket> {
 }
 
 impl Sensor {
+    /// Fetches what the shell is asked to download (see [`crate::fetch`]).
+    pub fn with_fetcher(mut self, f: crate::fetch::Fetcher) -> Sensor {
+        self.fetcher = Some(Arc::new(f));
+        self
+    }
+
     /// Binds every socket of every listener. Nothing is served until [`Sensor::serve`].
     pub fn bind(cfg: Config) -> Result<Sensor, BindError> {
         let mut sockets = Vec::new();
@@ -229,6 +238,7 @@ impl Sensor {
             sensor: cfg.sensor,
             limits: cfg.limits,
             sockets,
+            fetcher: None,
         })
     }
 
@@ -269,6 +279,7 @@ impl Sensor {
             tracker: TaskTracker::new(),
             udp_rate: udp::RateLimiter::default(),
             stats: SensorStats::default(),
+            fetcher: self.fetcher,
         });
         let mut loops = Vec::new();
         for s in self.sockets {

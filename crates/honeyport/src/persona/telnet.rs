@@ -967,7 +967,18 @@ async fn run(d: &mut Dialogue<'_>, conn: &mut Conn) -> Result<(), End> {
             match step {
                 Step::Send(b) => conn.write(&b).await?,
                 Step::Pause(p) => conn.sleep(p).await?,
-                Step::Emit(e) => conn.emit(e).await,
+                Step::Emit(e) => {
+                    let fetch = match &e {
+                        EventKind::FileDownload { url, command, .. } => {
+                            Some((url.clone(), command.clone()))
+                        }
+                        _ => None,
+                    };
+                    conn.emit(e).await;
+                    if let Some((url, command)) = fetch {
+                        conn.fetch_download(&url, &command).await;
+                    }
+                }
                 Step::Close => return Ok(()),
                 Step::Limit(l) => return Err(End::limit(l.as_str())),
             }

@@ -1,6 +1,7 @@
 //! The commands: shell builtins, BusyBox applets and their coreutils look-alikes. Each takes
 //! the session, its arguments and stdin, writes to an [`Io`], and returns an exit status.
-//! Downloaders record what was asked and fetch nothing.
+//! Downloaders record what was asked; the persona fetches it only when `[downloads]` are enabled
+//! (see `crate::fetch`).
 
 use super::fs::{self, FsError, Node};
 use super::{Flavor, Io, Shell, ShellEvent, MAX_OUTPUT};

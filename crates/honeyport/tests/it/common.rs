@@ -79,6 +79,11 @@ pub struct Stopped {
 }
 
 impl Stopped {
+    /// The sensor's data dir (the store, downloads).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Every event, oldest first.
     pub fn all(&self) -> Vec<Event> {
         let mut v = self.store.events(&EventFilter::default()).expect("events");
