@@ -22,6 +22,8 @@
 //! Limits, each with its reason (the defaults are Apache's):
 //! - `max_line` (8190, `LimitRequestLine`): a longer request line gets 414 and the connection
 //!   closes; a longer header line gets 400. Either is tagged `http.line_too_long`.
+//! - `Expect: 100-continue` gets an interim `100 Continue` when the client waits for it; any
+//!   other expectation gets 417 (tagged `http.expectation_failed`).
 //! - `max_headers` (100, `LimitRequestFields`): one more gets 400, tagged `http.too_many_headers`.
 //! - `max_head` (64KiB): the whole head (request line and headers); beyond it 400,
 //!   tagged `http.head_too_large`. The buffer never holds more than this plus one read.
@@ -351,6 +353,7 @@ const HTML: &str = "text/html; charset=UTF-8";
 
 fn reason(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         200 => "OK",
         201 => "Created",
         204 => "No Content",
@@ -364,6 +367,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Long",
+        417 => "Expectation Failed",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
@@ -493,6 +497,7 @@ impl Profile {
                     401 => "<p>This server could not verify that you\nare authorized to access the document\nrequested.  Either you supplied the wrong\ncredentials (e.g., bad password), or your\nbrowser doesn't understand how to supply\nthe credentials required.</p>".to_string(),
                     413 => "The requested resource does not allow request data with requests, or the amount of data provided in\nthe request exceeds the capacity limit.".to_string(),
                     414 => "<p>The requested URL's length exceeds the capacity\nlimit for this server.<br />\n</p>".to_string(),
+                    417 => "<p>The expectation given in the Expect request-header\nfield could not be met by this server.\n</p>".to_string(),
                     _ => "<p>Your browser sent a request that this server could not understand.<br />\n</p>".to_string(),
                 };
                 let title = if status == 404 { "Not Found" } else { r };
@@ -640,6 +645,8 @@ pub struct Session<'a> {
     buf: Vec<u8>,
     state: State,
     requests: u32,
+    /// `HTTP/1.1 100 Continue` owed to a client that waits before sending its body.
+    interim: Vec<u8>,
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -753,6 +760,7 @@ impl<'a> Session<'a> {
             scan: Scan::default(),
             state: State::Head,
             requests: 0,
+            interim: Vec::new(),
         }
     }
 
@@ -764,7 +772,9 @@ impl<'a> Session<'a> {
         }
         self.buf.extend_from_slice(data);
         loop {
-            match self.step() {
+            let step = self.step();
+            out.text.append(&mut self.interim);
+            match step {
                 Step::More => return out,
                 Step::Done(req) => {
                     self.requests += 1;
@@ -947,6 +957,19 @@ impl<'a> Session<'a> {
             (false, Some(Some(n))) => Body::Length(n),
             (false, None) => Body::Length(0),
         };
+        // Expect (HTTP/1.1 only, as Apache and nginx): 100-continue is answered with an interim
+        // 100 when the client is waiting for it (nothing of the body sent yet); anything else
+        // is 417.
+        if let Some(e) = req.header("expect").filter(|_| req.version == "HTTP/1.1") {
+            if !trim(e).eq_ignore_ascii_case(b"100-continue") {
+                return Step::Refuse(417, "http.expectation_failed", None, head.len());
+            }
+            let has_body = !matches!(body, Body::Length(0));
+            if has_body && self.buf.is_empty() {
+                self.interim
+                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+        }
         self.step_body(req, body)
     }
 
@@ -1416,6 +1439,37 @@ mod tests {
         assert_eq!(reqs.len(), 2, "{}", text(&all));
         assert_eq!(reqs[0].2, 5);
         assert_eq!(reqs[1].2, 5);
+    }
+
+    #[test]
+    fn expect_100_continue_gets_an_interim_reply_only_when_the_client_waits() {
+        let h = build("");
+        let mut s = session(&h);
+        let r = s.on_input(
+            b"POST /x HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n",
+        );
+        assert_eq!(text(&r), "HTTP/1.1 100 Continue\r\n\r\n");
+        let r = s.on_input(b"abc");
+        assert!(text(&r).starts_with("HTTP/1.1 404 "), "{}", text(&r));
+        assert_eq!(requests(&r)[0].2, 3);
+        // The body came with the head: no interim reply.
+        let r = session(&h)
+            .on_input(b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc");
+        assert!(text(&r).starts_with("HTTP/1.1 404 "), "{}", text(&r));
+        // No body, or HTTP/1.0: none either.
+        let r = session(&h).on_input(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+        assert!(!text(&r).contains("100 Continue"));
+        let r = session(&h)
+            .on_input(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(text(&r), "");
+        // Any other expectation: 417.
+        let r = session(&h).on_input(b"GET / HTTP/1.1\r\nExpect: teapot\r\n\r\n");
+        assert!(
+            text(&r).starts_with("HTTP/1.1 417 Expectation Failed\r\n"),
+            "{}",
+            text(&r)
+        );
+        assert_eq!(tags(&r), ["http.expectation_failed"]);
     }
 
     #[test]

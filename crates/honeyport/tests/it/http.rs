@@ -307,3 +307,39 @@ fn http_config_mistakes_are_reported() {
     );
     assert!(text.contains("needs TCP"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_expect_100_continue_gets_the_interim_reply_and_the_body_is_captured() {
+    let s = start(&config("", "")).await;
+    let url = format!("http://{}/upload.php", s.tcp("web"));
+    let body = "x".repeat(5000);
+    // curl holds the body back until it sees "100 Continue" (here for up to 30 s, longer than
+    // its 8 s --max-time): the upload completes only if the persona sends it.
+    let (_, err) = curl(&[
+        "-v",
+        "--expect100-timeout",
+        "30",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &body,
+        &url,
+    ])
+    .await;
+    assert!(err.contains("< HTTP/1.1 100 Continue"), "{err}");
+    assert!(err.contains("< HTTP/1.1 404 Not Found"), "{err}");
+
+    let done = s.stop().await;
+    done.assert_paired();
+    let got: Vec<_> = done
+        .all()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::HttpRequest {
+                method, body_len, ..
+            } => Some((method.0, body_len)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![(b"POST".to_vec(), 5000)]);
+}
