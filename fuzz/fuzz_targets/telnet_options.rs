@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(sent <= (input.len() + 1) * (64 << 10));
                 }
                 Step::Close | Step::Limit(_) => done = true,
-                Step::Emit(_) => {}
+                Step::Emit(_) | Step::Pause(_) => {}
             }
         }
     }

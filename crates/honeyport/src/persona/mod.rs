@@ -10,6 +10,7 @@ pub mod ftp;
 pub mod http;
 pub mod scripted;
 pub mod smtp;
+pub mod ssh;
 pub mod telnet;
 pub mod template;
 
