@@ -172,6 +172,62 @@ pub enum EventKind {
     /// `WONT ECHO,WILL NAWS,SB NAWS 80x24,DONT SGA`.
     #[serde(rename = "client.telnet_options")]
     TelnetOptions { pattern: String },
+    /// The SSH client's identification line, exactly as sent (cowrie's `client.version`).
+    #[serde(rename = "client.version")]
+    ClientVersion { version: Payload },
+    /// The SSH client's KEXINIT: algorithm lists in wire order and HASSH (cowrie's
+    /// `client.kex`, same field names).
+    #[serde(rename = "client.kex")]
+    ClientKex {
+        hassh: String,
+        #[serde(rename = "hasshAlgorithms")]
+        hassh_algorithms: String,
+        #[serde(rename = "kexAlgs")]
+        kex_algs: Vec<String>,
+        #[serde(rename = "keyAlgs")]
+        key_algs: Vec<String>,
+        #[serde(rename = "encCS")]
+        enc_cs: Vec<String>,
+        #[serde(rename = "macCS")]
+        mac_cs: Vec<String>,
+        #[serde(rename = "compCS")]
+        comp_cs: Vec<String>,
+        #[serde(rename = "langCS")]
+        lang_cs: Vec<String>,
+    },
+    /// A public key offered for login (cowrie's `client.fingerprint`): its type and SHA-256
+    /// fingerprint, and the key itself in OpenSSH format.
+    #[serde(rename = "client.fingerprint")]
+    ClientFingerprint {
+        username: Payload,
+        fingerprint: String,
+        key: String,
+        #[serde(rename = "type")]
+        key_type: String,
+    },
+    /// A terminal size (pty request or window change; cowrie's `client.size`).
+    #[serde(rename = "client.size")]
+    ClientSize {
+        width: u32,
+        height: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        term: Option<Payload>,
+    },
+    /// An environment variable the client asked for (cowrie's `client.var`).
+    #[serde(rename = "client.var")]
+    ClientVar { name: Payload, value: Payload },
+    /// A port-forwarding request, always refused: `direct-tcpip` (connect out for the client,
+    /// cowrie's `direct-tcpip.request`) or `tcpip-forward` (listen for it).
+    #[serde(rename = "direct-tcpip.request")]
+    ForwardRequest {
+        kind: String,
+        dst_ip: Payload,
+        dst_port: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        src_ip: Option<Payload>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        src_port: Option<u32>,
+    },
     /// One HTTP request as parsed (the raw bytes are in the session's input events).
     #[serde(rename = "http.request")]
     HttpRequest {
@@ -220,6 +276,12 @@ impl EventKind {
             EventKind::FileFetchFailed { .. } => "session.file_download.failed",
             EventKind::FileWrite { .. } => "session.file_write",
             EventKind::TelnetOptions { .. } => "client.telnet_options",
+            EventKind::ClientVersion { .. } => "client.version",
+            EventKind::ClientKex { .. } => "client.kex",
+            EventKind::ClientFingerprint { .. } => "client.fingerprint",
+            EventKind::ClientSize { .. } => "client.size",
+            EventKind::ClientVar { .. } => "client.var",
+            EventKind::ForwardRequest { .. } => "direct-tcpip.request",
             EventKind::HttpRequest { .. } => "http.request",
             EventKind::Closed { .. } => "session.closed",
         }
@@ -636,6 +698,41 @@ mod tests {
             },
             EventKind::TelnetOptions {
                 pattern: "WONT ECHO,WILL NAWS,SB NAWS 80x24".into(),
+            },
+            EventKind::ClientVersion {
+                version: Payload(b"SSH-2.0-paramiko_3.4.0".to_vec()),
+            },
+            EventKind::ClientKex {
+                hassh: "ab".repeat(16),
+                hassh_algorithms: "a;b;c;d".into(),
+                kex_algs: vec!["curve25519-sha256".into()],
+                key_algs: vec!["ssh-ed25519".into()],
+                enc_cs: vec!["aes128-ctr".into()],
+                mac_cs: vec![],
+                comp_cs: vec!["none".into()],
+                lang_cs: vec![],
+            },
+            EventKind::ClientFingerprint {
+                username: Payload(b"root".to_vec()),
+                fingerprint: "SHA256:abc".into(),
+                key: "ssh-ed25519 AAAA".into(),
+                key_type: "ssh-ed25519".into(),
+            },
+            EventKind::ClientSize {
+                width: 80,
+                height: 24,
+                term: Some(Payload(b"xterm".to_vec())),
+            },
+            EventKind::ClientVar {
+                name: Payload(b"LANG".to_vec()),
+                value: Payload(b"C".to_vec()),
+            },
+            EventKind::ForwardRequest {
+                kind: "direct-tcpip".into(),
+                dst_ip: Payload(b"10.0.0.1".to_vec()),
+                dst_port: 22,
+                src_ip: Some(Payload(b"127.0.0.1".to_vec())),
+                src_port: Some(4000),
             },
             EventKind::HttpRequest {
                 method: Payload(b"GET".to_vec()),

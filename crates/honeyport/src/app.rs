@@ -69,6 +69,11 @@ pub async fn start(cfg: Config, data_dir: &Path) -> anyhow::Result<Running> {
     let sensor_name = cfg.sensor.clone();
     let storage = cfg.storage.clone();
     let downloads = cfg.downloads.clone();
+    for l in &cfg.listeners {
+        l.persona
+            .prepare(data_dir, cfg.limits.idle_timeout)
+            .map_err(|e| anyhow::anyhow!("listener {:?}: {e}", l.name))?;
+    }
     let mut sensor = Sensor::bind(cfg)?;
     if let Some(d) = downloads {
         let f = crate::fetch::Fetcher::new(d, data_dir)

@@ -416,6 +416,35 @@ fn render(ev: &Event) -> String {
             format!("\"{}\": {}", clip(&url.escaped()), clip(reason))
         }
         EventKind::TelnetOptions { pattern } => clip(pattern),
+        EventKind::ClientVersion { version } => format!("\"{}\"", clip(&version.escaped())),
+        EventKind::ClientKex {
+            hassh, kex_algs, ..
+        } => format!("hassh={hassh} kex={}", clip(&kex_algs.join(","))),
+        EventKind::ClientFingerprint {
+            username,
+            fingerprint,
+            key_type,
+            ..
+        } => format!("\"{}\" {key_type} {fingerprint}", clip(&username.escaped())),
+        EventKind::ClientSize {
+            width,
+            height,
+            term,
+        } => format!(
+            "{width}x{height}{}",
+            term.as_ref()
+                .map(|t| format!(" term=\"{}\"", clip(&t.escaped())))
+                .unwrap_or_default()
+        ),
+        EventKind::ClientVar { name, value } => {
+            format!("{}=\"{}\"", clip(&name.escaped()), clip(&value.escaped()))
+        }
+        EventKind::ForwardRequest {
+            kind,
+            dst_ip,
+            dst_port,
+            ..
+        } => format!("{kind} {}:{dst_port} refused", clip(&dst_ip.escaped())),
         EventKind::HttpRequest {
             method,
             target,

@@ -394,6 +394,55 @@ impl Conn {
     }
 
     /// Waits (a configured delay), bounded by the session deadline and shutdown.
+    /// Hands the plain TCP stream to a persona that runs its own protocol stack over it (SSH).
+    /// `None` for TLS and UDP sessions. From then on the persona reports what passed with
+    /// [`Conn::record_input_bytes`] and [`Conn::count_io`], and bounds its work with
+    /// [`Conn::until_end`].
+    pub fn take_tcp(&mut self) -> Option<TcpStream> {
+        match std::mem::replace(&mut self.io, Io::Closed) {
+            Io::Tcp(s) => Some(s),
+            other => {
+                self.io = other;
+                None
+            }
+        }
+    }
+
+    /// Records bytes the peer sent that the persona read itself (counted and stored).
+    pub async fn record_input_bytes(&mut self, data: &[u8]) {
+        self.record_input(data).await;
+    }
+
+    /// Counts bytes that passed without being recorded (e.g. encrypted SSH traffic).
+    pub fn count_io(&mut self, bytes_in: u64, bytes_out: u64) {
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+    }
+
+    /// What is left of `max_bytes_in` for this session.
+    pub fn bytes_in_left(&self) -> u64 {
+        self.shared
+            .limits
+            .max_bytes_in
+            .saturating_sub(self.bytes_in)
+    }
+
+    /// Runs `f` until it finishes, the session's deadline passes (`max_session`) or the
+    /// sensor shuts down.
+    pub async fn until_end<F: std::future::Future>(&self, f: F) -> Result<F::Output, End> {
+        let hard_stop = self.shared.hard_stop.clone();
+        tokio::select! {
+            r = f => Ok(r),
+            _ = hard_stop.cancelled() => Err(End::new(EndReason::Shutdown)),
+            _ = tokio::time::sleep_until(self.deadline) => Err(End::limit("max_session")),
+        }
+    }
+
+    /// The listener's idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        self.shared.limits.idle_timeout
+    }
+
     /// With `[downloads]` enabled: fetches a URL the shell was asked to download, as the
     /// tool would (the session waits, like the real tool), and records the outcome. Ends early
     /// at shutdown or the session's deadline. Does nothing when downloads are off.

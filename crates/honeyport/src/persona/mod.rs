@@ -37,13 +37,16 @@ pub enum PersonaRaw {
     Scripted(scripted::ScriptedRaw),
     /// An ESMTP server (Exim, Postfix or Proxmox profile): AUTH, envelope and DATA captured.
     Smtp(smtp::SmtpRaw),
+    /// An OpenSSH server face: logins, client fingerprints (HASSH), shell and exec.
+    Ssh(ssh::SshRaw),
     /// Telnet login dialogue and fake shell, like a BusyBox/Linux telnetd.
     Telnet(telnet::TelnetRaw),
 }
 
 impl PersonaRaw {
     /// Every `type = "..."` this build knows.
-    pub const KINDS: &'static [&'static str] = &["ftp", "http", "scripted", "smtp", "telnet"];
+    pub const KINDS: &'static [&'static str] =
+        &["ftp", "http", "scripted", "smtp", "ssh", "telnet"];
 
     /// Reads a persona of kind `kind` (the table without its `type` key). `None` for an
     /// unknown kind.
@@ -56,6 +59,7 @@ impl PersonaRaw {
             "http" => Some(http::HttpRaw::deserialize(de).map(PersonaRaw::Http)),
             "scripted" => Some(scripted::ScriptedRaw::deserialize(de).map(PersonaRaw::Scripted)),
             "smtp" => Some(smtp::SmtpRaw::deserialize(de).map(PersonaRaw::Smtp)),
+            "ssh" => Some(ssh::SshRaw::deserialize(de).map(PersonaRaw::Ssh)),
             "telnet" => Some(telnet::TelnetRaw::deserialize(de).map(PersonaRaw::Telnet)),
             _ => None,
         }
@@ -68,6 +72,7 @@ impl PersonaRaw {
             PersonaRaw::Http(h) => h.inherit.as_deref(),
             PersonaRaw::Scripted(s) => s.inherit.as_deref(),
             PersonaRaw::Smtp(s) => s.inherit.as_deref(),
+            PersonaRaw::Ssh(s) => s.inherit.as_deref(),
             PersonaRaw::Telnet(t) => t.inherit.as_deref(),
         }
     }
@@ -81,6 +86,7 @@ impl PersonaRaw {
                 Ok(PersonaRaw::Scripted(a.merged_over(b)))
             }
             (PersonaRaw::Smtp(a), PersonaRaw::Smtp(b)) => Ok(PersonaRaw::Smtp(a.merged_over(b))),
+            (PersonaRaw::Ssh(a), PersonaRaw::Ssh(b)) => Ok(PersonaRaw::Ssh(a.merged_over(b))),
             (PersonaRaw::Telnet(a), PersonaRaw::Telnet(b)) => {
                 Ok(PersonaRaw::Telnet(a.merged_over(b)))
             }
@@ -124,6 +130,14 @@ impl PersonaRaw {
                     PersonaRaw::Smtp(s)
                 })
                 .map_err(|e| e.message().trim().to_string()),
+            PersonaRaw::Ssh(_) => table
+                .clone()
+                .try_into::<ssh::SshRaw>()
+                .map(|mut s| {
+                    s.inherit = None;
+                    PersonaRaw::Ssh(s)
+                })
+                .map_err(|e| e.message().trim().to_string()),
             PersonaRaw::Telnet(_) => table
                 .clone()
                 .try_into::<telnet::TelnetRaw>()
@@ -142,6 +156,7 @@ impl PersonaRaw {
             PersonaRaw::Http(h) => h.validate(at, base_dir, p),
             PersonaRaw::Scripted(s) => s.validate(at, base_dir, p),
             PersonaRaw::Smtp(s) => s.validate(at, base_dir, p),
+            PersonaRaw::Ssh(s) => s.validate(at, base_dir, p),
             PersonaRaw::Telnet(t) => t.validate(at, base_dir, p),
         }
     }
@@ -158,6 +173,7 @@ impl PersonaRaw {
             PersonaRaw::Http(h) => h.validate_final(at, transports, p),
             PersonaRaw::Scripted(s) => s.validate_final(at, transports, p),
             PersonaRaw::Smtp(s) => s.validate_final(at, transports, p),
+            PersonaRaw::Ssh(s) => s.validate_final(at, transports, p),
             PersonaRaw::Telnet(t) => t.validate_final(at, transports, p),
         }
     }
@@ -169,6 +185,7 @@ impl PersonaRaw {
             PersonaRaw::Http(h) => Ok(Persona::Http(Arc::new(h.build(base_dir)?))),
             PersonaRaw::Scripted(s) => Ok(Persona::Scripted(Arc::new(s.build(base_dir)?))),
             PersonaRaw::Smtp(s) => Ok(Persona::Smtp(Arc::new(s.build(base_dir)?))),
+            PersonaRaw::Ssh(s) => Ok(Persona::Ssh(Arc::new(s.build(base_dir)?))),
             PersonaRaw::Telnet(t) => Ok(Persona::Telnet(Arc::new(t.build(base_dir)?))),
         }
     }
@@ -181,6 +198,7 @@ pub enum Persona {
     Http(Arc<http::Http>),
     Scripted(Arc<scripted::Scripted>),
     Smtp(Arc<smtp::Smtp>),
+    Ssh(Arc<ssh::Ssh>),
     Telnet(Arc<telnet::Telnet>),
 }
 
@@ -191,7 +209,21 @@ impl Persona {
             Persona::Http(_) => "http",
             Persona::Scripted(_) => "scripted",
             Persona::Smtp(_) => "smtp",
+            Persona::Ssh(_) => "ssh",
             Persona::Telnet(_) => "telnet",
+        }
+    }
+
+    /// What a persona needs from the running sensor before it serves: the SSH persona's
+    /// host keys live in the data dir.
+    pub fn prepare(
+        &self,
+        data_dir: &Path,
+        idle_timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        match self {
+            Persona::Ssh(s) => s.prepare(data_dir, idle_timeout),
+            _ => Ok(()),
         }
     }
 
@@ -205,6 +237,7 @@ impl Persona {
             Persona::Http(h) => Box::pin(h.serve(conn)).await,
             Persona::Scripted(s) => Box::pin(s.serve(conn)).await,
             Persona::Smtp(s) => Box::pin(s.serve(conn)).await,
+            Persona::Ssh(s) => Box::pin(s.serve(conn)).await,
             Persona::Telnet(t) => Box::pin(t.serve(conn)).await,
         }
     }

@@ -105,9 +105,17 @@ fn applet(sh: &mut Shell, name: &str, args: &[Vec<u8>], stdin: &[u8], io: &mut I
             }
             0
         }
+        // `exit N` leaves with status N (mod 256, as a shell does); plain `exit` keeps `$?`.
         "exit" | "logout" => {
             sh.exit = true;
-            0
+            match args
+                .first()
+                .map(|a| String::from_utf8_lossy(a).parse::<i64>())
+            {
+                Some(Ok(n)) => n.rem_euclid(256) as i32,
+                Some(Err(_)) => 2,
+                None => sh.status,
+            }
         }
         "echo" => {
             io.out(echo(args));

@@ -132,6 +132,8 @@ pub struct Shell {
     written: BTreeSet<Vec<u8>>,
     /// Events of the current line.
     events: Vec<ShellEvent>,
+    /// Output goes to a terminal (LF sent as CR LF); false for SSH exec without a pty.
+    tty: bool,
 }
 
 impl Shell {
@@ -154,7 +156,18 @@ impl Shell {
             vars_bytes: 0,
             written: BTreeSet::new(),
             events: Vec::new(),
+            tty: true,
         }
+    }
+
+    /// Whether output goes to a terminal (default): LF is then sent as CR LF.
+    pub fn set_tty(&mut self, tty: bool) {
+        self.tty = tty;
+    }
+
+    /// `$?`: the exit status of the last command.
+    pub fn status(&self) -> i32 {
+        self.status
     }
 
     /// The user name given at login.
@@ -236,7 +249,7 @@ impl Shell {
             }
         }
         Outcome {
-            output: onlcr(&term),
+            output: if self.tty { onlcr(&term) } else { term },
             events,
             exit: self.exit,
         }

@@ -14,6 +14,7 @@ mod scripted;
 mod shutdown;
 mod smoke;
 mod smtp;
+mod ssh;
 mod storage;
 mod telnet;
 mod tls;

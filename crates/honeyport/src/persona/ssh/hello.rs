@@ -170,6 +170,21 @@ impl Hello {
         }
     }
 
+    /// The connection ended: what was cut short, if anything (a version line longer than
+    /// RFC 4253's 255 bytes, or an unfinished line or KEXINIT).
+    pub fn finish(&mut self) -> Option<Found> {
+        let why = match self.state {
+            State::Done => return None,
+            State::Line if self.buf.len() > 255 => "ssh.version_line_too_long",
+            State::Line if !self.buf.is_empty() => "ssh.version_line_unfinished",
+            State::Packet if !self.buf.is_empty() => "ssh.kexinit_unfinished",
+            _ => return None,
+        };
+        self.state = State::Done;
+        self.buf = Vec::new();
+        Some(Found::Malformed(why))
+    }
+
     fn stop(&mut self, out: &mut Vec<Found>, why: &'static str) {
         out.push(Found::Malformed(why));
         self.state = State::Done;
