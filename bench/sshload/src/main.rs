@@ -5,7 +5,11 @@
 //! errors, rate, the negotiated algorithms, and the first `p{n}` numbers sent (so the caller
 //! can check every one is in the store).
 //!
-//!   sshload --addr 127.0.0.1:12222 --concurrency 100 --secs 15
+//! `--host-key rsa` makes the client prefer an RSA host key (rsa-sha2-512, the server signs
+//! with RSA 3072: the costly case, as with many Go and libssh bots); the default is russh's
+//! own preference (Ed25519 first).
+//!
+//!   sshload --addr 127.0.0.1:12222 --concurrency 100 --secs 15 [--host-key rsa]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,8 +71,16 @@ async fn main() {
     assert!(addr.ip().is_loopback(), "loopback only");
     let conc: usize = arg("--concurrency", "100").parse().expect("--concurrency");
     let secs: f64 = arg("--secs", "15").parse().expect("--secs");
+    let host_key = arg("--host-key", "default");
+    let mut preferred = russh::Preferred::default();
+    if host_key == "rsa" {
+        preferred.key = std::borrow::Cow::Owned(vec![russh::keys::Algorithm::Rsa {
+            hash: Some(russh::keys::HashAlg::Sha512),
+        }]);
+    }
     let cfg = Arc::new(client::Config {
         inactivity_timeout: Some(Duration::from_secs(30)),
+        preferred,
         ..Default::default()
     });
     let counts = Arc::new(Counts::default());
@@ -103,6 +115,7 @@ async fn main() {
         "{}",
         serde_json::json!({
             "concurrency": conc,
+            "host_key": host_key,
             "secs": el,
             "attempts_sent": counts.next.load(Ordering::Relaxed),
             "refused": refused,
