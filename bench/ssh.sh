@@ -124,7 +124,7 @@ sleep 0.3
 
 rows=()
 checks=()
-verdict_500="not met"
+verdict_500="met"
 for delay in 0 default; do
   if [[ "$delay" == 0 ]]; then line='fail_delay = 0'; else line='# fail_delay: the default (2s)'; fi
   cfg="$work/ssh-$delay.toml"
@@ -156,7 +156,9 @@ for delay in 0 default; do
     key_name="Ed25519 (russh default)"
     [[ "$key" == rsa ]] && key_name="RSA 3072 (rsa-sha2-512)"
     rows+=("| $delay | $key_name | $c | **$(printf '%.0f' "$rate")** | $refused | $errors | $cpu_per ms | $(printf '%.0f' "$bare_rate") | $ratio |")
-    if [[ "$delay" == 0 ]] && awk -v r="$rate" 'BEGIN { exit !(r >= 500) }'; then verdict_500="met"; fi
+    if [[ "$delay" == 0 && "$key" == default ]] && ! awk -v r="$rate" 'BEGIN { exit !(r >= 500) }'; then
+      verdict_500="not met"
+    fi
   done
   done
   stop_honeyport
@@ -179,7 +181,7 @@ load_end="$(loadavg)"
   echo
   echo "- commit $commit; $cpu_model, $(nproc) cores; load average $load_start at start, $load_end at end"
   [[ -n "${BENCH_NOTE:-}" ]] && echo "- note: $BENCH_NOTE"
-  echo "- load: bench/sshload (russh client, same machine), ${secs} s per run; one password per connection; kex, cipher and MAC as russh's client prefers them (curve25519, chacha20-poly1305), host key Ed25519 or RSA as the row says; target met when any delay-0 row reaches 500/s"
+  echo "- load: bench/sshload (russh client, same machine), ${secs} s per run; one password per connection; kex, cipher and MAC as russh's client prefers them (curve25519, chacha20-poly1305), host key Ed25519 or RSA as the row says; the target is judged on the delay-0 Ed25519 rows (every concurrency)"
   echo "- raw output: $work"
   echo
   echo "| rejection delay | host key | concurrency | refused handshakes/s | refused | client errors | honeyport CPU per handshake | bareserver sessions/s (same c) | ratio |"
