@@ -15,7 +15,7 @@
 //! following `chmod +x f; ./f` behaves as on a host where the file was empty.
 
 mod commands;
-mod fs;
+pub mod fs;
 mod parse;
 mod profile;
 

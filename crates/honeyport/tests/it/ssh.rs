@@ -721,3 +721,271 @@ fn ssh_config_mistakes_are_reported() {
         assert!(err.contains(want), "{want} not in {err}");
     }
 }
+
+// ---- Uploads: legacy SCP (scp -O), SCP over SFTP (scp), paramiko's SFTPClient ----
+
+fn scp(addr: SocketAddr) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("sshpass");
+    c.args(["-p", "hunter2", "scp"])
+        .args(NO_HOSTKEY_CHECK)
+        .args(["-P"])
+        .arg(addr.port().to_string());
+    c
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Bytes that do not repeat in any short period (so a cut or a shift changes the hash).
+fn junk(n: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// (path, sha256, len) of every file.write of a session.
+fn writes(s: &[Event]) -> Vec<(String, String, u64)> {
+    s.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::FileWrite { path, sha256, len } => {
+                Some((text(&path.0), sha256.clone(), *len))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+const PARAMIKO_PUT: &str = r#"
+import sys, paramiko
+host, port, local, remote, back = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+t = paramiko.Transport((host, port))
+t.connect(username="root", password="hunter2")
+sftp = paramiko.SFTPClient.from_transport(t)
+sftp.put(local, remote, confirm=False)
+print("size", sftp.stat(remote).st_size)
+print("listed", remote.rsplit("/", 1)[1] in sftp.listdir(remote.rsplit("/", 1)[0]))
+if back != "-":
+    sftp.get(remote, back)
+sftp.close()
+t.close()
+"#;
+
+async fn paramiko_put(addr: SocketAddr, local: &Path, remote: &str, back: &str) -> String {
+    let out = run_client(
+        tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(PARAMIKO_PUT)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .arg(local)
+            .arg(remote)
+            .arg(back),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "paramiko: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_scp_file_and_directory_are_recorded_by_sha256_and_not_stored() {
+    let sensor = start(&config("")).await;
+    let addr = sensor.tcp("ssh");
+    let dir = tempfile::tempdir().unwrap();
+    let a = junk(100_000, 1);
+    std::fs::write(dir.path().join("a.bin"), &a).unwrap();
+    let tree = dir.path().join("d");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    let (x, y) = (b"hello scp\n".to_vec(), junk(5000, 2));
+    std::fs::write(tree.join("x.txt"), &x).unwrap();
+    std::fs::write(tree.join("sub/y.bin"), &y).unwrap();
+
+    let one = run_client(
+        scp(addr)
+            .arg("-O")
+            .arg(dir.path().join("a.bin"))
+            .arg("root@127.0.0.1:/tmp/"),
+    )
+    .await;
+    assert!(one.status.success(), "scp -O: {}", text(&one.stderr));
+    let rec = run_client(
+        scp(addr)
+            .args(["-O", "-r"])
+            .arg(&tree)
+            .arg("root@127.0.0.1:/tmp/"),
+    )
+    .await;
+    assert!(rec.status.success(), "scp -O -r: {}", text(&rec.stderr));
+
+    let done = sensor.stop().await;
+    done.assert_paired();
+    let s = done.sessions();
+    assert_eq!(s.len(), 2);
+    let cmd = text(&commands(&s[0])[0]);
+    assert!(cmd.starts_with("scp ") && cmd.contains("-t"), "{cmd}");
+    assert_eq!(
+        writes(&s[0]),
+        [("/tmp/a.bin".to_string(), sha256_hex(&a), a.len() as u64)]
+    );
+    let mut w = writes(&s[1]);
+    w.sort();
+    assert_eq!(
+        w,
+        [
+            (
+                "/tmp/d/sub/y.bin".to_string(),
+                sha256_hex(&y),
+                y.len() as u64
+            ),
+            ("/tmp/d/x.txt".to_string(), sha256_hex(&x), x.len() as u64),
+        ]
+    );
+    assert!(text(&commands(&s[1])[0]).contains("-r"));
+    assert!(tags(&s[0]).is_empty() && tags(&s[1]).is_empty());
+    assert!(
+        !done.data_dir().join("uploads").exists(),
+        "nothing stored by default"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_over_sftp_and_paramiko_put_are_recorded_by_sha256() {
+    let sensor = start(&config("")).await;
+    let addr = sensor.tcp("ssh");
+    let dir = tempfile::tempdir().unwrap();
+    let (b, p) = (junk(70_000, 3), junk(40_000, 4));
+    std::fs::write(dir.path().join("b.bin"), &b).unwrap();
+    std::fs::write(dir.path().join("p.bin"), &p).unwrap();
+
+    // OpenSSH 9.2's scp speaks SFTP unless told -O.
+    let out = run_client(
+        scp(addr)
+            .arg(dir.path().join("b.bin"))
+            .arg("root@127.0.0.1:/tmp/b.bin"),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "scp: {:?} {} {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let said = paramiko_put(addr, &dir.path().join("p.bin"), "/tmp/p.bin", "-").await;
+    assert!(said.contains("size 40000"), "{said}");
+    assert!(said.contains("listed True"), "{said}");
+
+    let done = sensor.stop().await;
+    done.assert_paired();
+    let s = done.sessions();
+    assert_eq!(s.len(), 2);
+    assert_eq!(commands(&s[0]), [t("subsystem sftp")]);
+    assert_eq!(
+        writes(&s[0]),
+        [("/tmp/b.bin".to_string(), sha256_hex(&b), b.len() as u64)]
+    );
+    assert_eq!(
+        writes(&s[1]),
+        [("/tmp/p.bin".to_string(), sha256_hex(&p), p.len() as u64)]
+    );
+    assert!(tags(&s[0]).is_empty() && tags(&s[1]).is_empty());
+    assert!(!done.data_dir().join("uploads").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_over_max_upload_are_cut_tagged_and_stored_when_configured() {
+    let sensor = start(&config("max_upload = \"4KiB\"\nstore_uploads = true\n")).await;
+    let addr = sensor.tcp("ssh");
+    let dir = tempfile::tempdir().unwrap();
+    let big = junk(10_000, 5);
+    std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+    let small = b"#!/bin/sh\necho small\n".to_vec();
+    std::fs::write(dir.path().join("small.sh"), &small).unwrap();
+    let kept = &big[..4096];
+
+    let legacy = run_client(
+        scp(addr)
+            .arg("-O")
+            .arg(dir.path().join("big.bin"))
+            .arg(dir.path().join("small.sh"))
+            .arg("root@127.0.0.1:/tmp"),
+    )
+    .await;
+    assert!(legacy.status.success(), "scp -O: {}", text(&legacy.stderr));
+    // paramiko puts the big file and reads back what was kept.
+    let back = dir.path().join("back.bin");
+    let said = paramiko_put(
+        addr,
+        &dir.path().join("big.bin"),
+        "/root/big.bin",
+        back.to_str().unwrap(),
+    )
+    .await;
+    assert!(said.contains("size 4096"), "{said}");
+    assert_eq!(std::fs::read(&back).unwrap(), kept);
+
+    let done = sensor.stop().await;
+    done.assert_paired();
+    let s = done.sessions();
+    assert_eq!(s.len(), 2);
+    assert_eq!(
+        writes(&s[0]),
+        [
+            ("/tmp/big.bin".to_string(), sha256_hex(kept), 4096),
+            (
+                "/tmp/small.sh".to_string(),
+                sha256_hex(&small),
+                small.len() as u64
+            ),
+        ]
+    );
+    assert_eq!(tags(&s[0]), ["ssh.upload_truncated"]);
+    assert_eq!(
+        writes(&s[1]),
+        [("/root/big.bin".to_string(), sha256_hex(kept), 4096)]
+    );
+    assert_eq!(tags(&s[1]), ["ssh.upload_truncated"]);
+    // Each distinct content stored once, under its SHA-256.
+    let up = done.data_dir().join("uploads");
+    assert_eq!(std::fs::read(up.join(sha256_hex(kept))).unwrap(), kept);
+    assert_eq!(std::fs::read(up.join(sha256_hex(&small))).unwrap(), small);
+    let mut names: Vec<_> = std::fs::read_dir(&up)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want = vec![sha256_hex(kept), sha256_hex(&small)];
+    want.sort();
+    assert_eq!(names, want, "no temporary files left");
+}
+
+#[test]
+fn upload_config_mistakes_are_reported() {
+    let src = "[personas.s]\ntype = \"ssh\"\nmax_upload = \"2GiB\"\n[personas.t]\n\
+               type = \"ssh\"\nmax_upload = \"lots\"\n";
+    let err = match honeyport::config::validate_str(src, "t.toml", Path::new(".")) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    for want in ["3:14: personas.s.max_upload", "6:14: personas.t.max_upload"] {
+        assert!(err.contains(want), "{want} not in {err}");
+    }
+    let src = "[personas.s]\ntype = \"ssh\"\nstore_uploads = \"yes\"\n";
+    let err = match honeyport::config::validate_str(src, "t.toml", Path::new(".")) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("3:17"), "{err}");
+}

@@ -21,7 +21,16 @@
 //!   otherwise), up to `max_attempts` failures like OpenSSH's MaxAuthTries.
 //! - **After login:** `shell` (with or without a pty) and `exec` run the shared fake shell;
 //!   pty, window-change and env requests are recorded; `direct-tcpip` and `tcpip-forward` are
-//!   recorded and refused, never forwarded; subsystems (sftp) are refused.
+//!   recorded and refused, never forwarded; subsystems other than sftp are refused.
+//! - **Uploads:** `exec` of `scp -t [-r] [-p] [-d] TARGET` (what `scp -O` sends) runs the
+//!   legacy SCP sink ([`scp`]); `subsystem sftp` runs an SFTP server over a write-oriented
+//!   fake filesystem ([`sftp`], what `scp` without `-O` and SFTP clients use). Each file is
+//!   a `file.write` event (path, SHA-256, length) of at most `max_upload` bytes (default
+//!   10MiB; a longer file is cut, hashed over what was kept and tagged
+//!   `ssh.upload_truncated`); one connection keeps at most 4 x `max_upload` over all its
+//!   files. Nothing is buffered in memory: with `store_uploads = true` the kept bytes are
+//!   streamed to a temporary file and stored once as `DATA_DIR/uploads/SHA256`; by default
+//!   they are only hashed ([`upload`]).
 //! - **Algorithms** stay consistent with the version claimed: each profile offers OpenSSH's
 //!   lists minus what russh lacks (sntrup761x25519-sha512, the umac MACs), never CBC, 3DES or
 //!   hmac-md5 behind an OpenSSH 8/9 banner.
@@ -38,11 +47,17 @@
 //!
 //! Limits: the listener's idle timeout (russh's inactivity timeout), session time and bytes
 //! in (counted under russh), `login_grace` to log in (OpenSSH's LoginGraceTime), at most
-//! [`MAX_CHANNELS`] channels per connection.
+//! [`MAX_CHANNELS`] channels per connection; for uploads `max_upload` per file, 4 x
+//! `max_upload` per connection, [`upload::MAX_HANDLES`] SFTP handles per connection, SFTP
+//! packets of at most [`sftp::MAX_PACKET`] bytes, SCP control lines of at most
+//! [`scp::MAX_LINE`] bytes.
 
 pub mod hello;
 pub mod keys;
+pub mod scp;
+pub mod sftp;
 pub mod tee;
+pub mod upload;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -67,11 +82,16 @@ use super::creds::{CredPolicy, CredentialsRaw};
 use crate::config::units::NumOrStr;
 use crate::config::Problems;
 use crate::listener::conn::{Conn, End};
+use crate::shell::fs::{resolve, Fs};
 use crate::shell::{Profile, Shell, ShellEvent};
 use hello::Found;
 
 /// Channels one connection may open.
 pub const MAX_CHANNELS: usize = 10;
+const DEFAULT_MAX_UPLOAD: u64 = 10 << 20;
+const MAX_UPLOAD_LIMIT: u64 = 1 << 30;
+/// How long the sftp servers of an ended connection get to record their open files.
+const SFTP_DRAIN: Duration = Duration::from_secs(2);
 /// Events a connection may have waiting to be recorded (the handler waits beyond that).
 const EVENT_QUEUE: usize = 256;
 const PROFILES: &[&str] = &["openssh9", "openssh8"];
@@ -113,6 +133,13 @@ pub struct SshRaw {
     /// relative to the config file; missing keys are generated there. Default: `ssh` in the
     /// data dir. Point it at an existing host's keys to keep its identity.
     pub host_keys: Option<String>,
+    /// Bytes kept of each uploaded file (SCP, SFTP); a longer file is cut, hashed over
+    /// what was kept and tagged `ssh.upload_truncated`. Default "10MiB", at most "1GiB".
+    /// One connection keeps at most 4 times this over all its files.
+    pub max_upload: Option<NumOrStr>,
+    /// Write each upload's kept bytes once to `DATA_DIR/uploads/SHA256` (streamed to a
+    /// temporary file, then renamed). Default false: uploads are only hashed.
+    pub store_uploads: Option<bool>,
     /// Which credentials get in (see [`super::creds`]).
     pub credentials: Option<CredentialsRaw>,
 }
@@ -141,7 +168,9 @@ impl SshRaw {
             login_grace,
             stall_timeout,
             motd,
-            host_keys
+            host_keys,
+            max_upload,
+            store_uploads
         );
         m.credentials = match (&self.credentials, &base.credentials) {
             (Some(a), Some(b)) => Some(a.merged_over(b)),
@@ -216,6 +245,16 @@ impl SshRaw {
                 }
             }
         }
+        if let Some(v) = &self.max_upload {
+            match v.size() {
+                Ok(n) if n > MAX_UPLOAD_LIMIT => {
+                    p.at(&format!("{at}.max_upload"), "must be at most 1GiB")
+                }
+                Ok(0) => p.at(&format!("{at}.max_upload"), "must be at least 1 byte"),
+                Ok(_) => {}
+                Err(e) => p.at(&format!("{at}.max_upload"), e),
+            }
+        }
         if self.host_keys.as_ref().is_some_and(|d| d.is_empty()) {
             p.at(&format!("{at}.host_keys"), "path is empty");
         }
@@ -256,6 +295,7 @@ impl SshRaw {
             .clone()
             .unwrap_or_else(|| METHODS.iter().map(|s| s.to_string()).collect());
         let motd = self.motd.clone().unwrap_or_else(|| DEBIAN_MOTD.to_string());
+        let fs = Arc::new(Fs::from_profile(&profile));
         Ok(Ssh {
             inner: Arc::new(Inner {
                 version: self
@@ -276,8 +316,17 @@ impl SshRaw {
                 login_grace: dur(&self.login_grace, 120)?,
                 stall_timeout: dur(&self.stall_timeout, 5)?,
                 host_keys: self.host_keys.as_ref().map(|d| base_dir.join(d)),
+                fs,
+                max_upload: self
+                    .max_upload
+                    .as_ref()
+                    .map(NumOrStr::size)
+                    .transpose()?
+                    .unwrap_or(DEFAULT_MAX_UPLOAD),
+                store_uploads: self.store_uploads.unwrap_or(false),
             }),
             russh: OnceLock::new(),
+            uploads_dir: OnceLock::new(),
         })
     }
 }
@@ -353,6 +402,8 @@ fn preferred(product: &str) -> Preferred {
 pub struct Ssh {
     inner: Arc<Inner>,
     russh: OnceLock<Arc<russh::server::Config>>,
+    /// `DATA_DIR/uploads` when uploads are stored.
+    uploads_dir: OnceLock<std::path::PathBuf>,
 }
 
 struct Inner {
@@ -368,6 +419,10 @@ struct Inner {
     login_grace: Duration,
     stall_timeout: Duration,
     host_keys: Option<std::path::PathBuf>,
+    /// The shell profile's tree, for SCP targets and SFTP's stat.
+    fs: Arc<Fs>,
+    max_upload: u64,
+    store_uploads: bool,
 }
 
 impl Inner {
@@ -401,6 +456,9 @@ impl Ssh {
             return Ok(());
         }
         let i = &self.inner;
+        if i.store_uploads && self.uploads_dir.get().is_none() {
+            let _ = self.uploads_dir.set(upload::prepare_dir(data_dir)?);
+        }
         let dir = i.host_keys.clone().unwrap_or_else(|| data_dir.join("ssh"));
         let keys = keys::load_or_create(&dir, &format!("root@{}", i.host))?;
         let cfg = russh::server::Config {
@@ -436,6 +494,7 @@ impl Ssh {
         let stream = tee::Tee::new(tcp, seen.clone(), conn.bytes_in_left());
         let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
         let watch: Arc<Mutex<Watch>> = Default::default();
+        let tasks: Tasks = Default::default();
         let handler = Handler {
             p: self.inner.clone(),
             src: conn.meta().src.ip(),
@@ -446,6 +505,13 @@ impl Ssh {
             ptys: HashMap::new(),
             shells: HashMap::new(),
             channels: 0,
+            pending: HashMap::new(),
+            scps: HashMap::new(),
+            uploads: Arc::new(upload::Uploads::new(
+                self.inner.max_upload,
+                self.uploads_dir.get().cloned(),
+            )),
+            tasks: tasks.clone(),
         };
         let started = Instant::now();
         let mut recorder = Recorder::default();
@@ -503,6 +569,23 @@ impl Ssh {
         };
         // Closes the connection (if russh has not) before the rest is recorded.
         drop(running);
+        // The sftp servers see their channel end and record the files still open.
+        let pending: Vec<_> = std::mem::take(&mut *lock(&tasks));
+        let deadline = Instant::now() + SFTP_DRAIN;
+        for mut t in pending {
+            let drained = tokio::time::timeout_at(deadline, async {
+                loop {
+                    tokio::select! {
+                        _ = &mut t => break,
+                        Some(ev) = rx.recv() => recorder.record(conn, ev).await,
+                    }
+                }
+            })
+            .await;
+            if drained.is_err() {
+                t.abort();
+            }
+        }
         lock(&seen).finish();
         if let Some(why) = recorder.take_seen(conn, &seen).await {
             conn.emit(tag(why, 0)).await;
@@ -646,6 +729,15 @@ impl Watch {
     }
 }
 
+/// The sftp servers a connection started.
+type Tasks = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+/// A channel running the SCP sink, and the file it is receiving.
+struct ScpChan {
+    sink: scp::Sink,
+    cur: Option<(Vec<u8>, upload::Upload)>,
+}
+
 struct ShellChan {
     shell: Box<Shell>,
     line: Vec<u8>,
@@ -665,6 +757,13 @@ struct Handler {
     ptys: HashMap<ChannelId, Option<Vec<u8>>>,
     shells: HashMap<ChannelId, ShellChan>,
     channels: usize,
+    /// Session channels with no shell, exec or subsystem request yet: kept so that an sftp
+    /// request can take the channel over as a stream. Dropped at the first other request
+    /// or data (russh would otherwise wait on a full, unread channel queue).
+    pending: HashMap<ChannelId, Channel<Msg>>,
+    scps: HashMap<ChannelId, ScpChan>,
+    uploads: Arc<upload::Uploads>,
+    tasks: Tasks,
 }
 
 /// Longest line the shell gets from an interactive channel.
@@ -722,6 +821,62 @@ impl Handler {
         for e in events {
             self.emit(shell_event(e)).await;
         }
+    }
+
+    /// Acts on what the SCP sink found: replies to send, files to hash and record.
+    async fn scp_steps(&self, ch: &mut ScpChan, steps: Vec<scp::Step>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for st in steps {
+            match st {
+                scp::Step::Reply(r) => out.extend_from_slice(&r),
+                scp::Step::File { path, .. } => {
+                    if let Some((p, u)) = ch.cur.take() {
+                        self.record_upload(&p, u).await;
+                    }
+                    ch.cur = Some((path, self.uploads.start().await));
+                }
+                scp::Step::Data(d) => {
+                    if let Some((_, u)) = &mut ch.cur {
+                        u.write(&self.uploads, &d).await;
+                    }
+                }
+                scp::Step::FileEnd { .. } => {
+                    if let Some((p, u)) = ch.cur.take() {
+                        self.record_upload(&p, u).await;
+                    }
+                }
+                scp::Step::Dir(_) => {}
+            }
+        }
+        out
+    }
+
+    async fn record_upload(&self, path: &[u8], u: upload::Upload) {
+        let f = u.finish(&self.uploads).await;
+        self.uploads.remember(
+            path,
+            upload::Kept {
+                len: f.len,
+                sha256: f.sha256.clone(),
+                stored: f.stored.clone(),
+            },
+        );
+        for ev in upload::events(path, &f) {
+            self.emit(ev).await;
+        }
+    }
+
+    /// Ends an SCP channel: a file in progress is recorded with what came.
+    async fn scp_end(&mut self, channel: ChannelId) -> bool {
+        let Some(mut ch) = self.scps.remove(&channel) else {
+            return false;
+        };
+        let steps = ch.sink.finish();
+        self.scp_steps(&mut ch, steps).await;
+        if let Some((p, u)) = ch.cur.take() {
+            self.record_upload(&p, u).await;
+        }
+        true
     }
 
     fn new_shell(&self, pty: bool) -> Box<Shell> {
@@ -816,7 +971,7 @@ impl russh::server::Handler for Handler {
 
     async fn channel_open_session(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
@@ -825,6 +980,7 @@ impl russh::server::Handler for Handler {
             return Ok(());
         }
         self.channels += 1;
+        self.pending.insert(channel.id(), channel);
         reply.accept().await;
         Ok(())
     }
@@ -937,6 +1093,7 @@ impl russh::server::Handler for Handler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.pending.remove(&channel);
         let pty = self.ptys.contains_key(&channel);
         let shell = self.new_shell(pty);
         session.channel_success(channel)?;
@@ -966,6 +1123,33 @@ impl russh::server::Handler for Handler {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.pending.remove(&channel);
+        let line = &data[..data.len().min(MAX_LINE)];
+        if let Some(cmd) = scp::parse_command(line) {
+            self.emit(EventKind::CommandInput {
+                input: Payload(line.to_vec()),
+                recognised: true,
+            })
+            .await;
+            let target = match cmd.target.strip_prefix(b"~") {
+                Some(rest) => [b"/root".as_slice(), rest].concat(),
+                None => cmd.target.clone(),
+            };
+            let abs = resolve(b"/root", &target);
+            let is_dir = cmd.dir || target.ends_with(b"/") || self.p.fs.is_dir(&abs);
+            session.channel_success(channel)?;
+            if let scp::Step::Reply(r) = scp::Sink::hello() {
+                session.data(channel, r)?;
+            }
+            self.scps.insert(
+                channel,
+                ScpChan {
+                    sink: scp::Sink::new(&abs, is_dir),
+                    cur: None,
+                },
+            );
+            return Ok(());
+        }
         let pty = self.ptys.contains_key(&channel);
         let mut shell = self.new_shell(pty);
         session.channel_success(channel)?;
@@ -986,12 +1170,30 @@ impl russh::server::Handler for Handler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let chan = self.pending.remove(&channel);
+        let sftp = name == "sftp";
         self.emit(EventKind::CommandInput {
             input: Payload(format!("subsystem {name}").into_bytes()),
-            recognised: false,
+            recognised: sftp,
         })
         .await;
-        session.channel_failure(channel)?;
+        match chan {
+            Some(chan) if sftp => {
+                session.channel_success(channel)?;
+                let server =
+                    sftp::Server::new(self.p.fs.clone(), self.uploads.clone(), self.tx.clone());
+                let handle = session.handle();
+                let task = tokio::spawn(async move {
+                    server.run(chan.into_stream()).await;
+                    // As OpenSSH does when sftp-server exits.
+                    let _ = handle.exit_status_request(channel, 0).await;
+                    let _ = handle.eof(channel).await;
+                    let _ = handle.close(channel).await;
+                });
+                lock(&self.tasks).push(task);
+            }
+            _ => session.channel_failure(channel)?,
+        }
         Ok(())
     }
 
@@ -1001,6 +1203,16 @@ impl russh::server::Handler for Handler {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.pending.remove(&channel);
+        if let Some(mut ch) = self.scps.remove(&channel) {
+            let steps = ch.sink.feed(data);
+            let out = self.scp_steps(&mut ch, steps).await;
+            self.scps.insert(channel, ch);
+            if !out.is_empty() {
+                session.data(channel, out)?;
+            }
+            return Ok(());
+        }
         let Some(ch) = self.shells.get_mut(&channel) else {
             return Ok(());
         };
@@ -1082,6 +1294,21 @@ impl russh::server::Handler for Handler {
             session.eof(channel)?;
             session.close(channel)?;
         }
+        if self.scp_end(channel).await {
+            session.exit_status_request(channel, 0)?;
+            session.eof(channel)?;
+            session.close(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending.remove(&channel);
+        self.scp_end(channel).await;
         Ok(())
     }
 }
