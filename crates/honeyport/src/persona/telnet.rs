@@ -45,7 +45,7 @@ use super::creds::{CredPolicy, CredentialsRaw};
 use crate::config::units::NumOrStr;
 use crate::config::Problems;
 use crate::listener::conn::{Conn, End};
-use crate::shell::{Profile, Shell, ShellEvent};
+use crate::shell::{Profile, Shell};
 
 // ---------------------------------------------------------------------------------------------
 // The option parser: a pure state machine.
@@ -892,7 +892,7 @@ impl<'a> Dialogue<'a> {
             Phase::Shell(mut shell) => {
                 let out = shell.run_line(&line);
                 for ev in out.events {
-                    steps.push(Step::Emit(shell_event(ev)));
+                    steps.push(Step::Emit(ev.into()));
                 }
                 send(steps, &to_terminal(&out.output));
                 if out.exit {
@@ -916,29 +916,6 @@ fn send(steps: &mut Vec<Step>, b: &[u8]) {
         last.extend_from_slice(b);
     } else {
         steps.push(Step::Send(b.to_vec()));
-    }
-}
-
-fn shell_event(e: ShellEvent) -> EventKind {
-    match e {
-        ShellEvent::Command { input, recognised } => EventKind::CommandInput {
-            input: Payload(input),
-            recognised,
-        },
-        ShellEvent::Download {
-            url,
-            command,
-            outfile,
-        } => EventKind::FileDownload {
-            url: Payload(url),
-            command: command.to_string(),
-            outfile: outfile.map(Payload),
-        },
-        ShellEvent::FileWrite { path, sha256, len } => EventKind::FileWrite {
-            path: Payload(path),
-            sha256,
-            len,
-        },
     }
 }
 

@@ -70,6 +70,33 @@ pub enum ShellEvent {
     },
 }
 
+/// As recorded: each shell event is the session event of the same meaning.
+impl From<ShellEvent> for honeyport_event::EventKind {
+    fn from(e: ShellEvent) -> Self {
+        use honeyport_event::{EventKind, Payload};
+        match e {
+            ShellEvent::Command { input, recognised } => EventKind::CommandInput {
+                input: Payload(input),
+                recognised,
+            },
+            ShellEvent::Download {
+                url,
+                command,
+                outfile,
+            } => EventKind::FileDownload {
+                url: Payload(url),
+                command: command.to_string(),
+                outfile: outfile.map(Payload),
+            },
+            ShellEvent::FileWrite { path, sha256, len } => EventKind::FileWrite {
+                path: Payload(path),
+                sha256,
+                len,
+            },
+        }
+    }
+}
+
 /// What one command line did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {

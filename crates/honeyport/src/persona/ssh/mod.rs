@@ -530,15 +530,18 @@ impl Ssh {
         let handle = running.handle();
         let mut running = Box::pin(running);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut unanswered: Option<(Instant, Instant)> = None;
         let end: Result<End, End> = loop {
             tokio::select! {
                 r = &mut running => break Ok(session_end(r, &seen)),
                 Some(ev) = rx.recv() => {
                     // What was seen under russh happened before anything russh reports.
-                    if let Some(why) = recorder.take_seen(conn, &seen).await {
-                        conn.emit(tag(why, 0)).await;
-                    }
+                    let stop = recorder.take_seen(conn, &seen).await;
                     recorder.record(conn, ev).await;
+                    if let Some(why) = stop {
+                        conn.emit(tag(why, 0)).await;
+                        break Ok(End::persona());
+                    }
                 }
                 _ = tick.tick() => {
                     if let Some(why) = recorder.take_seen(conn, &seen).await {
@@ -549,7 +552,8 @@ impl Ssh {
                     if !w.authenticated && started.elapsed() > self.inner.login_grace {
                         break Err(End::limit("ssh_login_grace"));
                     }
-                    if w.stalled(lock(&seen).bytes_in, self.inner.stall_timeout, self.inner.fail_delay) {
+                    let bytes_now = lock(&seen).bytes_in;
+                    if w.stalled(bytes_now, self.inner.stall_timeout, &mut unanswered) {
                         conn.emit(tag("ssh.auth_stalled", w.rejections as usize)).await;
                         let _ = handle
                             .disconnect(
@@ -716,15 +720,32 @@ struct Watch {
 }
 
 impl Watch {
-    /// The client sent something after a refusal (the refusal itself goes out `fail_delay`
-    /// after the attempt) and no attempt followed for `stall`.
-    fn stalled(&self, bytes_now: u64, stall: Duration, fail_delay: Duration) -> bool {
-        if self.authenticated || self.prompting || self.rejections == 0 || stall.is_zero() {
-            return false;
-        }
+    /// After a refusal the client sent something, and for `stall` since those bytes were
+    /// first seen no new attempt reached the handler. `seen` keeps (the answer, when bytes
+    /// after it were first seen) from one check to the next.
+    fn stalled(
+        &self,
+        bytes_now: u64,
+        stall: Duration,
+        seen: &mut Option<(Instant, Instant)>,
+    ) -> bool {
+        let waiting = !(self.authenticated || self.prompting || self.rejections == 0);
         match self.last {
-            Some((at, bytes)) => bytes_now > bytes && at.elapsed() > fail_delay + stall,
-            None => false,
+            Some((at, bytes)) if waiting && !stall.is_zero() && bytes_now > bytes => {
+                let first = match *seen {
+                    Some((a, f)) if a == at => f,
+                    _ => {
+                        let f = Instant::now();
+                        *seen = Some((at, f));
+                        f
+                    }
+                };
+                first.elapsed() >= stall
+            }
+            _ => {
+                *seen = None;
+                false
+            }
         }
     }
 }
@@ -819,7 +840,7 @@ impl Handler {
 
     async fn shell_events(&self, events: Vec<ShellEvent>) {
         for e in events {
-            self.emit(shell_event(e)).await;
+            self.emit(e.into()).await;
         }
     }
 
@@ -883,29 +904,6 @@ impl Handler {
         let mut s = Box::new(Shell::new(self.p.profile.clone(), &self.user));
         s.set_tty(pty);
         s
-    }
-}
-
-fn shell_event(e: ShellEvent) -> EventKind {
-    match e {
-        ShellEvent::Command { input, recognised } => EventKind::CommandInput {
-            input: Payload(input),
-            recognised,
-        },
-        ShellEvent::Download {
-            url,
-            command,
-            outfile,
-        } => EventKind::FileDownload {
-            url: Payload(url),
-            command: command.to_string(),
-            outfile: outfile.map(Payload),
-        },
-        ShellEvent::FileWrite { path, sha256, len } => EventKind::FileWrite {
-            path: Payload(path),
-            sha256,
-            len,
-        },
     }
 }
 
