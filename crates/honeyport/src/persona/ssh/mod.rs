@@ -25,7 +25,7 @@
 //! - **Uploads:** `exec` of `scp -t [-r] [-p] [-d] TARGET` (what `scp -O` sends) runs the
 //!   legacy SCP sink ([`scp`]); `subsystem sftp` runs an SFTP server over a write-oriented
 //!   fake filesystem ([`sftp`], what `scp` without `-O` and SFTP clients use). Each file is
-//!   a `file.write` event (path, SHA-256, length) of at most `max_upload` bytes (default
+//!   a `session.file_write` event (path, SHA-256, length) of at most `max_upload` bytes (default
 //!   10MiB; a longer file is cut, hashed over what was kept and tagged
 //!   `ssh.upload_truncated`); one connection keeps at most 4 x `max_upload` over all its
 //!   files. Nothing is buffered in memory: with `store_uploads = true` the kept bytes are
