@@ -217,16 +217,19 @@ pub enum EventKind {
     #[serde(rename = "client.var")]
     ClientVar { name: Payload, value: Payload },
     /// A port-forwarding request, always refused: `direct-tcpip` (connect out for the client,
-    /// cowrie's `direct-tcpip.request`) or `tcpip-forward` (listen for it).
+    /// cowrie's `direct-tcpip.request`) or `tcpip-forward` (listen for it). Field names are
+    /// RFC 4254's (cowrie's `dst_ip`/`src_ip` would clash with the session's own addresses).
     #[serde(rename = "direct-tcpip.request")]
     ForwardRequest {
         kind: String,
-        dst_ip: Payload,
-        dst_port: u32,
+        /// Host to connect to (direct-tcpip) or address to bind (tcpip-forward), as sent.
+        host: Payload,
+        port: u32,
+        /// The originator's address and port the client claimed (direct-tcpip).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        src_ip: Option<Payload>,
+        orig_host: Option<Payload>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        src_port: Option<u32>,
+        orig_port: Option<u32>,
     },
     /// One HTTP request as parsed (the raw bytes are in the session's input events).
     #[serde(rename = "http.request")]
@@ -729,10 +732,10 @@ mod tests {
             },
             EventKind::ForwardRequest {
                 kind: "direct-tcpip".into(),
-                dst_ip: Payload(b"10.0.0.1".to_vec()),
-                dst_port: 22,
-                src_ip: Some(Payload(b"127.0.0.1".to_vec())),
-                src_port: Some(4000),
+                host: Payload(b"10.0.0.1".to_vec()),
+                port: 22,
+                orig_host: Some(Payload(b"127.0.0.1".to_vec())),
+                orig_port: Some(4000),
             },
             EventKind::HttpRequest {
                 method: Payload(b"GET".to_vec()),

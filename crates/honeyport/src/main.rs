@@ -440,11 +440,8 @@ fn render(ev: &Event) -> String {
             format!("{}=\"{}\"", clip(&name.escaped()), clip(&value.escaped()))
         }
         EventKind::ForwardRequest {
-            kind,
-            dst_ip,
-            dst_port,
-            ..
-        } => format!("{kind} {}:{dst_port} refused", clip(&dst_ip.escaped())),
+            kind, host, port, ..
+        } => format!("{kind} {}:{port} refused", clip(&host.escaped())),
         EventKind::HttpRequest {
             method,
             target,

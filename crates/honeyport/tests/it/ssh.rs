@@ -483,11 +483,8 @@ async fn paramiko_several_passwords_exec_pty_shell_and_refused_forwarding() {
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::ForwardRequest {
-                kind,
-                dst_ip,
-                dst_port,
-                ..
-            } => Some((kind.clone(), dst_ip.0.clone(), *dst_port)),
+                kind, host, port, ..
+            } => Some((kind.clone(), host.0.clone(), *port)),
             _ => None,
         })
         .collect();

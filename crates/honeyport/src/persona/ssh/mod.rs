@@ -995,10 +995,10 @@ impl russh::server::Handler for Handler {
     ) -> Result<(), Self::Error> {
         self.emit(EventKind::ForwardRequest {
             kind: "direct-tcpip".into(),
-            dst_ip: Payload(host_to_connect.as_bytes().to_vec()),
-            dst_port: port_to_connect,
-            src_ip: Some(Payload(originator_address.as_bytes().to_vec())),
-            src_port: Some(originator_port),
+            host: Payload(host_to_connect.as_bytes().to_vec()),
+            port: port_to_connect,
+            orig_host: Some(Payload(originator_address.as_bytes().to_vec())),
+            orig_port: Some(originator_port),
         })
         .await;
         reply
@@ -1015,10 +1015,10 @@ impl russh::server::Handler for Handler {
     ) -> Result<bool, Self::Error> {
         self.emit(EventKind::ForwardRequest {
             kind: "tcpip-forward".into(),
-            dst_ip: Payload(address.as_bytes().to_vec()),
-            dst_port: *port,
-            src_ip: None,
-            src_port: None,
+            host: Payload(address.as_bytes().to_vec()),
+            port: *port,
+            orig_host: None,
+            orig_port: None,
         })
         .await;
         Ok(false)
