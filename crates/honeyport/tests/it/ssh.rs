@@ -513,6 +513,12 @@ async fn paramiko_several_passwords_exec_pty_shell_and_refused_forwarding() {
         versions.iter().all(|v| v.starts_with("SSH-2.0-paramiko_")),
         "{versions:?}"
     );
+    // Every event as the JSON-lines sink writes it reads back the same (no field clashes
+    // with the session's own addresses).
+    for e in done.all() {
+        let j = e.to_json();
+        assert_eq!(Event::from_json(j.as_bytes()).unwrap(), e, "{j}");
+    }
 }
 
 const ASYNCSSH: &str = r#"
