@@ -30,11 +30,18 @@ else
   mapfile -t targets < <(cargo fuzz list)
 fi
 
-echo "== building ${targets[*]} (sanitizer: address)"
+# No sanitizer: every crate here denies `unsafe`, so AddressSanitizer would only instrument
+# dependencies, and the targets look for panics, hangs and unbounded memory (libFuzzer's own
+# -timeout and -rss_limit_mb). One build of every target at once: with ASan and one build per
+# target the CI build took 560 s, this way 334 s.
+sanitizer=(-s none)
+echo "== building ${targets[*]} (sanitizer: none)"
 start=$(date +%s)
-for t in "${targets[@]}"; do
-  cargo fuzz build "$t"
-done
+if [ "$#" -gt 0 ]; then
+  for t in "${targets[@]}"; do cargo fuzz build "${sanitizer[@]}" "$t"; done
+else
+  cargo fuzz build "${sanitizer[@]}"
+fi
 echo "build took $(($(date +%s) - start)) s"
 
 failed=()
@@ -48,7 +55,7 @@ for t in "${targets[@]}"; do
   echo "== fuzz $t for ${secs}s"
   log="$(mktemp)"
   set +e
-  cargo fuzz run "$t" "$corpus" -- \
+  cargo fuzz run "${sanitizer[@]}" "$t" "$corpus" -- \
     -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`classify`]: protocol detection and client fingerprints (JA3/JA4, HASSH, telnet options)
 //! - [`config`]: raw serde types -> `validate` (pure, every error with its position) -> `build`
 //! - [`listener`]: bind, accept, slots (global + per source), [`listener::conn::Conn`]
 //!   (capped, timed, recorded I/O), UDP flows, session start/end pairing
@@ -18,6 +19,7 @@
 //! Events themselves are defined in the `honeyport-event` crate.
 
 pub mod app;
+pub mod classify;
 pub mod config;
 pub mod fetch;
 pub mod listener;

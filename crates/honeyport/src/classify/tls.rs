@@ -1,0 +1,1 @@
+//! The raw TLS ClientHello, JA3 and JA4 (being written).
