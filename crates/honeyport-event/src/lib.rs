@@ -172,6 +172,27 @@ pub enum EventKind {
     /// `WONT ECHO,WILL NAWS,SB NAWS 80x24,DONT SGA`.
     #[serde(rename = "client.telnet_options")]
     TelnetOptions { pattern: String },
+    /// On a multi-protocol port: the persona this connection got, and why (`detected`: the
+    /// client spoke first in `protocol`; `silent`: it said nothing, the default persona;
+    /// `adaptive`: it said nothing, its source's turn).
+    #[serde(rename = "session.dispatch")]
+    Dispatch {
+        persona: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+    },
+    /// What the client spoke, from its first bytes (`silent` if it sent nothing), whether it
+    /// spoke before the server, and if not, how it answered the server's greeting: `silent`,
+    /// `same` (in the persona's protocol), `other` (in another), `answered` (the persona's
+    /// protocol is not known, e.g. scripted).
+    #[serde(rename = "session.classified")]
+    Classified {
+        protocol: String,
+        client_first: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_banner: Option<String>,
+    },
     /// The SSH client's identification line, exactly as sent (cowrie's `client.version`).
     #[serde(rename = "client.version")]
     ClientVersion { version: Payload },
@@ -279,6 +300,8 @@ impl EventKind {
             EventKind::FileFetchFailed { .. } => "session.file_download.failed",
             EventKind::FileWrite { .. } => "session.file_write",
             EventKind::TelnetOptions { .. } => "client.telnet_options",
+            EventKind::Dispatch { .. } => "session.dispatch",
+            EventKind::Classified { .. } => "session.classified",
             EventKind::ClientVersion { .. } => "client.version",
             EventKind::ClientKex { .. } => "client.kex",
             EventKind::ClientFingerprint { .. } => "client.fingerprint",
@@ -701,6 +724,16 @@ mod tests {
             },
             EventKind::TelnetOptions {
                 pattern: "WONT ECHO,WILL NAWS,SB NAWS 80x24".into(),
+            },
+            EventKind::Dispatch {
+                persona: "openssh".into(),
+                reason: "detected".into(),
+                protocol: Some("ssh".into()),
+            },
+            EventKind::Classified {
+                protocol: "telnet".into(),
+                client_first: false,
+                after_banner: Some("same".into()),
             },
             EventKind::ClientVersion {
                 version: Payload(b"SSH-2.0-paramiko_3.4.0".to_vec()),

@@ -70,9 +70,10 @@ pub async fn start(cfg: Config, data_dir: &Path) -> anyhow::Result<Running> {
     let storage = cfg.storage.clone();
     let downloads = cfg.downloads.clone();
     for l in &cfg.listeners {
-        l.persona
-            .prepare(data_dir, cfg.limits.idle_timeout)
-            .map_err(|e| anyhow::anyhow!("listener {:?}: {e}", l.name))?;
+        for p in std::iter::once(&l.persona).chain(l.alternatives.iter().map(|(_, p)| p)) {
+            p.prepare(data_dir, cfg.limits.idle_timeout)
+                .map_err(|e| anyhow::anyhow!("listener {:?}: {e}", l.name))?;
+        }
     }
     let mut sensor = Sensor::bind(cfg)?;
     if let Some(d) = downloads {

@@ -416,6 +416,29 @@ fn render(ev: &Event) -> String {
             format!("\"{}\": {}", clip(&url.escaped()), clip(reason))
         }
         EventKind::TelnetOptions { pattern } => clip(pattern),
+        EventKind::Dispatch {
+            persona,
+            reason,
+            protocol,
+        } => format!(
+            "{persona} ({reason}{})",
+            protocol
+                .as_ref()
+                .map(|p| format!(": {p}"))
+                .unwrap_or_default()
+        ),
+        EventKind::Classified {
+            protocol,
+            client_first,
+            after_banner,
+        } => format!(
+            "{protocol}{}{}",
+            if *client_first { " client first" } else { "" },
+            after_banner
+                .as_ref()
+                .map(|a| format!(" after banner: {a}"))
+                .unwrap_or_default()
+        ),
         EventKind::ClientVersion { version } => format!("\"{}\"", clip(&version.escaped())),
         EventKind::ClientKex {
             hassh, kex_algs, ..

@@ -124,6 +124,17 @@ pub struct ListenerRaw {
     /// Persona fields to override for this listener only. The persona is copied, never changed.
     #[serde(rename = "override")]
     pub overrides: Option<toml::Table>,
+    /// More personas this port serves (a multi-protocol port): each connection gets the one
+    /// that speaks what the client speaks first (an SSH version line -> the ssh persona, IAC ->
+    /// telnet, an HTTP request -> http, SMTP commands -> smtp...); a client that says nothing
+    /// within `dispatch_wait` gets `persona`, the default (or, with `adaptive`, its turn).
+    pub personas: Option<Vec<String>>,
+    /// How long a multi-protocol port waits for the client to speak first. Default "1s".
+    pub dispatch_wait: Option<NumOrStr>,
+    /// A source that left silently after one persona's greeting gets the next persona (in the
+    /// order `persona`, then `personas`) on its next connection to this listener; one that
+    /// answered keeps its persona. Default false.
+    pub adaptive: Option<bool>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -329,11 +340,30 @@ impl Default for Storage {
     }
 }
 
+/// How a multi-protocol listener picks a persona per connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dispatch {
+    pub wait: Duration,
+    pub adaptive: bool,
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Dispatch {
+            wait: Duration::from_secs(1),
+            adaptive: false,
+        }
+    }
+}
+
 /// One listener, built: everything a socket needs to serve sessions.
 pub struct ListenerSpec {
     pub name: String,
     pub persona_name: String,
     pub persona: Persona,
+    /// A multi-protocol port's other personas, in order.
+    pub alternatives: Vec<(String, Persona)>,
+    pub dispatch: Dispatch,
     pub allow: Option<Vec<IpNet>>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Every (transport, address) this listener binds.
@@ -365,6 +395,9 @@ struct ListenerPlan {
     persona_name: String,
     /// The persona chain resolved and merged, with this listener's overrides on top.
     persona: PersonaRaw,
+    /// A multi-protocol port's other personas (name, resolved persona).
+    alternatives: Vec<(String, PersonaRaw)>,
+    dispatch: Dispatch,
     allow: Option<Vec<IpNet>>,
     tls: Option<TlsRaw>,
     binds: Vec<(Transport, SocketAddr)>,
@@ -645,6 +678,58 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
         if let Some(persona) = &persona {
             persona.validate_for_transports(&at, &transports, p);
         }
+        // A multi-protocol port: the other personas, and how one is picked.
+        let mut alternatives = Vec::new();
+        let mut dispatch = Dispatch::default();
+        if let Some(list) = &l.personas {
+            if transports.contains(&Transport::Udp) {
+                p.at(
+                    &format!("{at}.personas"),
+                    "a multi-protocol port is TCP only",
+                );
+            }
+            if l.tls.is_some() {
+                p.at(
+                    &format!("{at}.personas"),
+                    "a multi-protocol port cannot be TLS-wrapped (its personas choose)",
+                );
+            }
+            for (j, n) in list.iter().enumerate() {
+                if n == &l.persona || list[..j].contains(n) {
+                    p.at(
+                        &format!("{at}.personas[{j}]"),
+                        format!("{n:?} is listed twice"),
+                    );
+                    continue;
+                }
+                match resolved.get(n) {
+                    Some(alt) => {
+                        alt.validate_for_transports(&format!("{at}.personas[{j}]"), &transports, p);
+                        alternatives.push((n.clone(), alt.clone()));
+                    }
+                    None => p.at(
+                        &format!("{at}.personas[{j}]"),
+                        format!("unknown persona {n:?}"),
+                    ),
+                }
+            }
+        }
+        if let Some(w) = &l.dispatch_wait {
+            match w.duration() {
+                Ok(d) if d <= Duration::from_secs(30) => dispatch.wait = d,
+                Ok(_) => p.at(&format!("{at}.dispatch_wait"), "must be at most 30s"),
+                Err(e) => p.at(&format!("{at}.dispatch_wait"), e),
+            }
+        }
+        if let Some(a) = l.adaptive {
+            if a && l.personas.as_ref().is_none_or(|v| v.is_empty()) {
+                p.at(
+                    &format!("{at}.adaptive"),
+                    "adaptive needs other `personas` to rotate",
+                );
+            }
+            dispatch.adaptive = a;
+        }
         let count = transports.len() * addrs.len() * ports.len();
         if count > MAX_SOCKETS {
             p.at(
@@ -703,6 +788,8 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
                 name,
                 persona_name: l.persona.clone(),
                 persona,
+                alternatives,
+                dispatch,
                 allow,
                 tls: l.tls.clone(),
                 binds,
@@ -935,6 +1022,17 @@ impl Validated {
                     continue;
                 }
             };
+            let mut alternatives = Vec::new();
+            for (name, raw) in &plan.alternatives {
+                match raw.build(&self.base_dir) {
+                    Ok(p) => alternatives.push((name.clone(), p)),
+                    Err(e) => errors.push(ConfigError {
+                        path: format!("{at}.personas"),
+                        pos: None,
+                        message: e,
+                    }),
+                }
+            }
             let tls = match &plan.tls {
                 None => None,
                 Some(t) => match tls::build(t, &self.base_dir) {
@@ -953,6 +1051,8 @@ impl Validated {
                 name: plan.name,
                 persona_name: plan.persona_name,
                 persona,
+                alternatives,
+                dispatch: plan.dispatch,
                 allow: plan.allow,
                 tls,
                 binds: plan.binds,

@@ -162,7 +162,14 @@ pub struct Conn {
     deadline: Instant,
     bytes_in: u64,
     bytes_out: u64,
+    /// The start of what the peer sent, for classification.
+    first_in: Vec<u8>,
+    /// The server spoke before the peer did.
+    server_first: bool,
 }
+
+/// Bytes of the peer's input kept for classification.
+const FIRST_KEPT: usize = crate::classify::detect::MAX_NEED;
 
 impl Conn {
     pub(crate) fn new(io: Io, meta: SessionMeta, shared: Arc<Shared>, started: Instant) -> Conn {
@@ -174,6 +181,8 @@ impl Conn {
             deadline,
             bytes_in: 0,
             bytes_out: 0,
+            first_in: Vec::new(),
+            server_first: false,
         }
     }
 
@@ -321,7 +330,16 @@ impl Conn {
         }
     }
 
+    /// The start of what the peer sent, and whether the server spoke first.
+    pub fn first_input(&self) -> (&[u8], bool) {
+        (&self.first_in, self.server_first)
+    }
+
     async fn record_input(&mut self, data: &[u8]) {
+        if self.first_in.len() < FIRST_KEPT {
+            let take = (FIRST_KEPT - self.first_in.len()).min(data.len());
+            self.first_in.extend_from_slice(&data[..take]);
+        }
         self.bytes_in += data.len() as u64;
         self.emit(EventKind::Input {
             data: Payload(data.to_vec()),
@@ -337,6 +355,9 @@ impl Conn {
     pub async fn write(&mut self, data: &[u8]) -> Result<(), End> {
         if data.is_empty() {
             return Ok(());
+        }
+        if self.bytes_in == 0 {
+            self.server_first = true;
         }
         self.check_session_deadline()?;
         if let Io::Udp(flow) = &mut self.io {
@@ -400,7 +421,11 @@ impl Conn {
     /// [`Conn::until_end`].
     pub fn take_tcp(&mut self) -> Option<TcpStream> {
         match std::mem::replace(&mut self.io, Io::Closed) {
-            Io::Tcp(s) => Some(s),
+            Io::Tcp(s) => {
+                // Such a protocol (SSH) has the server speak at once, without waiting.
+                self.server_first = self.bytes_in == 0;
+                Some(s)
+            }
             other => {
                 self.io = other;
                 None

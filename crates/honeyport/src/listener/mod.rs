@@ -6,6 +6,7 @@
 //! exactly one `session.closed` last, whatever happens in between (a panic included).
 
 pub mod conn;
+pub mod dispatch;
 pub mod udp;
 
 use std::collections::HashMap;
@@ -107,6 +108,8 @@ pub struct ListenerRt {
     pub persona: Persona,
     pub allow: Option<Vec<IpNet>>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// A multi-protocol port: its personas (the default first) and how one is picked.
+    pub dispatcher: Option<dispatch::Dispatcher>,
 }
 
 impl ListenerRt {
@@ -203,6 +206,11 @@ impl Sensor {
                 persona: l.persona.clone(),
                 allow: l.allow.clone(),
                 tls: l.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+                dispatcher: (!l.alternatives.is_empty()).then(|| {
+                    let mut all = vec![(l.persona_name.clone(), l.persona.clone())];
+                    all.extend(l.alternatives.iter().cloned());
+                    dispatch::Dispatcher::new(all, l.dispatch)
+                }),
             });
             for &(t, addr) in &l.binds {
                 let err = |source| BindError {
@@ -548,6 +556,12 @@ async fn run_session(
         return None;
     };
 
+    // A multi-protocol port picks the persona from what the client says first (peeked: the
+    // bytes stay for the persona).
+    let mut dispatched = None;
+    if let (Some(d), SessionIo::Tcp(stream)) = (&rt.dispatcher, &io) {
+        dispatched = Some(Box::pin(d.choose(stream, meta.src.ip(), &shared.hard_stop)).await);
+    }
     let io = match io {
         SessionIo::Udp(f) => Io::Udp(f),
         SessionIo::Tcp(stream) => match &rt.tls {
@@ -566,7 +580,20 @@ async fn run_session(
         },
     };
     let mut conn = Conn::new(io, meta, shared.clone(), started);
-    let end = match std::panic::AssertUnwindSafe(rt.persona.serve(&mut conn))
+    let persona = match (&rt.dispatcher, dispatched) {
+        (Some(d), Some((i, why))) => {
+            let (name, persona) = &d.personas[i];
+            conn.emit(EventKind::Dispatch {
+                persona: name.clone(),
+                reason: why.reason().to_string(),
+                protocol: why.protocol().map(|p| p.name().to_string()),
+            })
+            .await;
+            persona
+        }
+        _ => &rt.persona,
+    };
+    let end = match std::panic::AssertUnwindSafe(persona.serve(&mut conn))
         .catch_unwind()
         .await
     {
@@ -578,6 +605,15 @@ async fn run_session(
     };
     if end.reason != EndReason::PeerClosed {
         Box::pin(conn.close()).await;
+    }
+    // What the client spoke, and how it answered the greeting.
+    let (first, server_first) = conn.first_input();
+    let classified =
+        crate::classify::session(first, conn.bytes().0, server_first, persona.protocol());
+    Box::pin(conn.emit(classified)).await;
+    if let (Some(d), Some((i, why))) = (&rt.dispatcher, dispatched) {
+        let hung_up = end.reason == EndReason::PeerClosed;
+        d.after(conn.meta().src.ip(), i, why, conn.bytes().0 > 0, hung_up);
     }
     // Datagrams still queued go to a new session; once the sensor is stopping (or after a
     // persona panic, which could repeat on them) they are recorded here instead.

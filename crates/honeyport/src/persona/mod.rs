@@ -214,6 +214,36 @@ impl Persona {
         }
     }
 
+    /// Whether this persona answers clients that speak `p` (a multi-protocol port gives such a
+    /// client this persona).
+    pub fn speaks(&self, p: crate::classify::detect::Proto) -> bool {
+        use crate::classify::detect::Proto;
+        matches!(
+            (self, p),
+            (Persona::Ssh(_), Proto::Ssh)
+                | (Persona::Telnet(_), Proto::Telnet)
+                | (
+                    Persona::Http(_),
+                    Proto::Http | Proto::Http2 | Proto::HttpConnect
+                )
+                | (Persona::Smtp(_), Proto::Smtp)
+                | (Persona::Ftp(_), Proto::Ftp)
+        )
+    }
+
+    /// The protocol the persona speaks, when it is one the detector names (not scripted).
+    pub fn protocol(&self) -> Option<crate::classify::detect::Proto> {
+        use crate::classify::detect::Proto;
+        match self {
+            Persona::Ssh(_) => Some(Proto::Ssh),
+            Persona::Telnet(_) => Some(Proto::Telnet),
+            Persona::Http(_) => Some(Proto::Http),
+            Persona::Smtp(_) => Some(Proto::Smtp),
+            Persona::Ftp(_) => Some(Proto::Ftp),
+            Persona::Scripted(_) => None,
+        }
+    }
+
     /// What a persona needs from the running sensor before it serves: the SSH persona's
     /// host keys live in the data dir.
     pub fn prepare(

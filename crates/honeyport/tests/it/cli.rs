@@ -153,8 +153,8 @@ persona = "p"
     let all = run(&["--limit", "1000"]);
     assert_eq!(
         all.len(),
-        3 * 4,
-        "connect, input, output, closed per session"
+        3 * 5,
+        "connect, input, output, classified, closed per session"
     );
     assert!(
         all.windows(2).all(|w| w[0].timestamp >= w[1].timestamp),
@@ -163,18 +163,18 @@ persona = "p"
     assert!(matches!(all[0].kind, EventKind::Closed { .. }));
 
     let port_a = run(&["--port", &a.port().to_string()]);
-    assert_eq!(port_a.len(), 8);
+    assert_eq!(port_a.len(), 10);
     assert!(port_a.iter().all(|e| e.dst_port == a.port()));
 
     let from2 = run(&["--src", "127.0.0.2"]);
-    assert_eq!(from2.len(), 4);
+    assert_eq!(from2.len(), 5);
     assert!(from2
         .iter()
         .any(|e| matches!(&e.kind, EventKind::Input { data, .. } if data.0 == b"two\r\n")));
 
     let sid = from2[0].session.to_string();
     let one = run(&["--session", &sid]);
-    assert_eq!(one.len(), 4);
+    assert_eq!(one.len(), 5);
     assert!(one.iter().all(|e| e.session.0 == sid));
 
     assert_eq!(run(&["--limit", "2"]).len(), 2);
@@ -187,7 +187,7 @@ persona = "p"
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.lines().count(), 4);
+    assert_eq!(text.lines().count(), 5);
     assert!(
         text.contains("session.input") && text.contains("\"two\\r\\n\""),
         "{text}"

@@ -134,6 +134,30 @@ s.quit()
         "smtplib: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // paramiko-style SSH probe on 26: it speaks first and gets the SSH persona.
+    let ssh = run_client(
+        tokio::process::Command::new("sshpass")
+            .args(["-p", "s3cr3t-guess", "ssh"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "PreferredAuthentications=password",
+                "-p",
+                &smtp.port().to_string(),
+                "admin@127.0.0.1",
+                "true",
+            ]),
+    )
+    .await;
+    assert_eq!(
+        ssh.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&ssh.stderr)
+    );
     // A telnet bot on 23: IoT default credentials, then the BusyBox check.
     let tel = s.tcp("telnet23");
     let mut c = connect(tel).await;
@@ -174,6 +198,11 @@ s.quit()
             if username.0 == b"admin" && password.0 == b"hunter2")));
     assert!(mail.iter().any(|e| matches!(&e.kind,
         EventKind::RuleMatch { rule, .. } if rule == "CVE-2019-10149")));
+    assert!(mail.iter().any(|e| matches!(&e.kind,
+        EventKind::Dispatch { persona, reason, .. } if persona == "openssh" && reason == "detected")));
+    assert!(mail.iter().any(|e| matches!(&e.kind,
+        EventKind::LoginFailed { username, method, .. }
+            if username.0 == b"admin" && method == "ssh-password")));
     let telnet: Vec<_> = by_port(tel.port());
     assert!(telnet.iter().any(|e| matches!(&e.kind,
         EventKind::LoginSuccess { username, password, .. }

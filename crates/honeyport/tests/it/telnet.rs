@@ -43,27 +43,32 @@ const STRICT: &str = "[personas.p.credentials]\naccept = [\"root:xc3511\"]\nacce
 /// A Mirai-family bot's side of the connection: answers every `IAC DO x` with `IAC WONT x`
 /// except NAWS (`IAC WILL NAWS` + `IAC SB NAWS 0 80 0 24 IAC SE`) and every `IAC WILL x`
 /// with `IAC DO x`; keeps the rest as text.
-struct Mirai {
+pub struct Mirai {
     s: TcpStream,
     text: Vec<u8>,
 }
 
 impl Mirai {
-    async fn connect(addr: SocketAddr) -> Mirai {
+    pub async fn connect(addr: SocketAddr) -> Mirai {
+        Mirai::on(connect(addr).await)
+    }
+
+    /// A bot on a connection already open.
+    pub fn on(s: TcpStream) -> Mirai {
         Mirai {
-            s: connect(addr).await,
+            s,
             text: Vec::new(),
         }
     }
 
     /// Reads (answering negotiation) until `needle` is in the text; returns the text so far
     /// and forgets it. Panics after WAIT or on close.
-    async fn until(&mut self, needle: &[u8]) -> Vec<u8> {
+    pub async fn until(&mut self, needle: &[u8]) -> Vec<u8> {
         self.until_any(&[needle]).await.1
     }
 
     /// Like [`Mirai::until`] for the first of several needles: (which, text).
-    async fn until_any(&mut self, needles: &[&[u8]]) -> (usize, Vec<u8>) {
+    pub async fn until_any(&mut self, needles: &[&[u8]]) -> (usize, Vec<u8>) {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut buf = [0u8; 4096];
         let mut pending: Vec<u8> = Vec::new();
@@ -112,7 +117,7 @@ impl Mirai {
         }
     }
 
-    async fn line(&mut self, l: &str) {
+    pub async fn line(&mut self, l: &str) {
         self.s
             .write_all(format!("{l}\r\n").as_bytes())
             .await
