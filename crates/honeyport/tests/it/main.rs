@@ -9,6 +9,7 @@ mod examples;
 mod ftp;
 mod http;
 mod limits;
+mod multiport;
 mod net;
 mod scripted;
 mod shutdown;
