@@ -180,6 +180,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let store = Store::open(&cli.data_dir)?;
+            let summary = match (&session, json) {
+                (Some(id), false) => store.summary(id)?,
+                _ => None,
+            };
             let evs = store.events(&EventFilter {
                 port,
                 src,
@@ -187,6 +191,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limit: Some(limit),
             })?;
             let mut out = std::io::stdout().lock();
+            if let Some(s) = summary {
+                let _ = writeln!(out, "{}", render_summary(&s));
+            }
             for ev in &evs {
                 let line = if json { ev.to_json() } else { render(ev) };
                 if writeln!(out, "{line}").is_err() {
@@ -196,6 +203,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One `# ...` line: the session's summary row.
+fn render_summary(s: &honeyport::store::Summary) -> String {
+    let opt =
+        |k: &str, v: &Option<String>| v.as_ref().map(|v| format!(" {k}={v}")).unwrap_or_default();
+    format!(
+        "# session {} listener={} persona={}{}{}{}{}{}{} logins={} (ok {}) commands={}{}{}",
+        s.session,
+        s.listener,
+        s.persona,
+        opt("served", &s.served),
+        opt("protocol", &s.protocol),
+        s.client_first
+            .map(|c| format!(" client_first={c}"))
+            .unwrap_or_default(),
+        opt("after_banner", &s.after_banner),
+        opt(
+            "client",
+            &s.client_version.as_ref().map(|v| format!("{v:?}"))
+        ),
+        opt("hassh", &s.hassh),
+        s.logins,
+        s.logins_ok,
+        s.commands,
+        if s.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" tags={}", s.tags.join(","))
+        },
+        opt("end", &s.reason),
+    )
 }
 
 async fn serve(cfg: honeyport::config::Config, data_dir: &Path) -> anyhow::Result<ExitCode> {

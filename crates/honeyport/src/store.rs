@@ -62,6 +62,57 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
+/// Summary columns added to `sessions` in schema version 2 (classification and counts), with
+/// their SQL types; added to an older store when it is opened for writing.
+pub const SUMMARY_COLUMNS: &[(&str, &str)] = &[
+    ("served", "TEXT"),
+    ("protocol", "TEXT"),
+    ("client_first", "INTEGER"),
+    ("after_banner", "TEXT"),
+    ("client_version", "TEXT"),
+    ("hassh", "TEXT"),
+    ("logins", "INTEGER NOT NULL DEFAULT 0"),
+    ("logins_ok", "INTEGER NOT NULL DEFAULT 0"),
+    ("commands", "INTEGER NOT NULL DEFAULT 0"),
+    ("tags", "TEXT"),
+];
+
+/// Brings a store to the current schema: the summary columns and their indexes.
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let have: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('sessions')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, ty) in SUMMARY_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {name} {ty}"))?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS sessions_protocol ON sessions (protocol);
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+    )
+}
+
+/// A session's summary row: who, where, what it spoke, what it did, how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub session: String,
+    pub listener: String,
+    pub persona: String,
+    pub served: Option<String>,
+    pub protocol: Option<String>,
+    pub client_first: Option<bool>,
+    pub after_banner: Option<String>,
+    pub client_version: Option<String>,
+    pub hassh: Option<String>,
+    pub logins: i64,
+    pub logins_ok: i64,
+    pub commands: i64,
+    pub tags: Vec<String>,
+    pub reason: Option<String>,
+}
+
 /// A session id as stored: the 64-bit id's bits in SQLite's signed integer.
 pub fn session_key(id: &SessionId) -> Option<i64> {
     id.as_u64().map(|n| n as i64)
@@ -124,6 +175,50 @@ impl Store {
         StoreError::Sqlite {
             path: self.path.clone(),
             source,
+        }
+    }
+
+    /// The summary row of one session (by its 16-hex-digit id), if the store has it. A store
+    /// written before the summary columns existed has none of them (`Ok(None)`).
+    pub fn summary(&self, session: &str) -> Result<Option<Summary>, StoreError> {
+        let Some(key) = SessionId(session.to_string()).as_u64().map(|n| n as i64) else {
+            return Ok(None);
+        };
+        let r = self.conn.query_row(
+            "SELECT listener, persona, served, protocol, client_first, after_banner, client_version,
+                    hassh, logins, logins_ok, commands, tags, reason
+             FROM sessions WHERE session = ?1",
+            [key],
+            |r| {
+                Ok(Summary {
+                    session: session.to_string(),
+                    listener: r.get(0)?,
+                    persona: r.get(1)?,
+                    served: r.get(2)?,
+                    protocol: r.get(3)?,
+                    client_first: r.get::<_, Option<i64>>(4)?.map(|v| v != 0),
+                    after_banner: r.get(5)?,
+                    client_version: r.get(6)?,
+                    hassh: r.get(7)?,
+                    logins: r.get(8)?,
+                    logins_ok: r.get(9)?,
+                    commands: r.get(10)?,
+                    tags: r
+                        .get::<_, Option<String>>(11)?
+                        .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    reason: r.get(12)?,
+                })
+            },
+        );
+        match r {
+            Ok(s) => Ok(Some(s)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            // An older store without the summary columns.
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such column") => {
+                Ok(None)
+            }
+            Err(e) => Err(self.err(e)),
         }
     }
 

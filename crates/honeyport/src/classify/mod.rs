@@ -10,26 +10,13 @@ pub mod tls;
 
 use honeyport_event::EventKind;
 
-use detect::{detect, Proto, Verdict};
-
-/// What a client's bytes are when no pattern matched: mostly printable text or not.
-pub fn unknown_kind(b: &[u8]) -> Proto {
-    let text = b
-        .iter()
-        .filter(|&&c| c.is_ascii_graphic() || c.is_ascii_whitespace())
-        .count();
-    if text * 10 >= b.len() * 9 {
-        Proto::UnknownText
-    } else {
-        Proto::UnknownBinary
-    }
-}
+use detect::{detect, text_or_binary, Proto, Verdict};
 
 /// The protocol of a whole session's first bytes (nothing more will come).
 pub fn protocol_of(first: &[u8]) -> Proto {
     match detect(first) {
         Verdict::Known(p) | Verdict::Unknown(p) => p,
-        Verdict::NeedMore => unknown_kind(first),
+        Verdict::NeedMore => text_or_binary(first),
     }
 }
 

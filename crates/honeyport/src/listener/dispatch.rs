@@ -17,8 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::detect::{detect, Proto, Verdict, MAX_NEED};
-use crate::classify::unknown_kind;
+use crate::classify::detect::{detect, text_or_binary, Proto, Verdict, MAX_NEED};
 use crate::config::Dispatch;
 use crate::persona::Persona;
 
@@ -100,7 +99,7 @@ impl Dispatcher {
                     }
                 }
                 // Spoke, but not enough to tell before the deadline.
-                Verdict::NeedMore => return (0, Why::Detected(unknown_kind(&buf[..n]))),
+                Verdict::NeedMore => return (0, Why::Detected(text_or_binary(&buf[..n]))),
             }
         }
     }

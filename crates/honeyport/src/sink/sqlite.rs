@@ -6,7 +6,10 @@ use std::path::Path;
 use honeyport_event::{Event, EventKind};
 use rusqlite::{params, Connection};
 
-use crate::store::{session_key, SCHEMA};
+use crate::store::{migrate, session_key, SCHEMA};
+
+/// Longest `tags` list kept on a session row (each tag once).
+const MAX_TAGS_LEN: usize = 1024;
 
 pub struct SqliteSink {
     conn: Connection,
@@ -24,6 +27,7 @@ impl SqliteSink {
             if synchronous_full { "FULL" } else { "NORMAL" },
         )?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(SqliteSink { conn, run_id: None })
     }
 
@@ -68,6 +72,27 @@ impl SqliteSink {
             let mut end = tx.prepare_cached(
                 "UPDATE sessions SET end_ts = ?2, bytes_in = ?3, bytes_out = ?4, reason = ?5, limit_name = ?6, duration = ?7 WHERE session = ?1",
             )?;
+            // The summary columns, kept up to date as the events arrive.
+            let mut served =
+                tx.prepare_cached("UPDATE sessions SET served = ?2 WHERE session = ?1")?;
+            let mut classified = tx.prepare_cached(
+                "UPDATE sessions SET protocol = ?2, client_first = ?3, after_banner = ?4 WHERE session = ?1",
+            )?;
+            let mut version =
+                tx.prepare_cached("UPDATE sessions SET client_version = ?2 WHERE session = ?1")?;
+            let mut hassh =
+                tx.prepare_cached("UPDATE sessions SET hassh = ?2 WHERE session = ?1")?;
+            let mut login = tx.prepare_cached(
+                "UPDATE sessions SET logins = logins + 1, logins_ok = logins_ok + ?2 WHERE session = ?1",
+            )?;
+            let mut command = tx
+                .prepare_cached("UPDATE sessions SET commands = commands + 1 WHERE session = ?1")?;
+            let mut tag = tx.prepare_cached(
+                "UPDATE sessions SET tags = CASE WHEN tags IS NULL THEN ?2
+                     WHEN instr(',' || tags || ',', ',' || ?2 || ',') > 0 OR length(tags) > ?3 THEN tags
+                     ELSE tags || ',' || ?2 END
+                 WHERE session = ?1",
+            )?;
             for ev in batch {
                 let ts = ev.timestamp.unix_micros();
                 let sid = session_key(&ev.session).ok_or_else(|| {
@@ -111,6 +136,34 @@ impl SqliteSink {
                             limit.as_deref(),
                             duration
                         ])?;
+                    }
+                    EventKind::Dispatch { persona, .. } => {
+                        served.execute(params![sid, persona])?;
+                    }
+                    EventKind::Classified {
+                        protocol,
+                        client_first,
+                        after_banner,
+                    } => {
+                        classified.execute(params![sid, protocol, *client_first, after_banner])?;
+                    }
+                    EventKind::ClientVersion { version: v } => {
+                        version.execute(params![sid, String::from_utf8_lossy(v.as_bytes())])?;
+                    }
+                    EventKind::ClientKex { hassh: h, .. } => {
+                        hassh.execute(params![sid, h])?;
+                    }
+                    EventKind::LoginFailed { .. } => {
+                        login.execute(params![sid, 0])?;
+                    }
+                    EventKind::LoginSuccess { .. } => {
+                        login.execute(params![sid, 1])?;
+                    }
+                    EventKind::CommandInput { .. } => {
+                        command.execute(params![sid])?;
+                    }
+                    EventKind::RuleMatch { rule, action, .. } if action == "tag" => {
+                        tag.execute(params![sid, rule, MAX_TAGS_LEN as i64])?;
                     }
                     _ => {}
                 }

@@ -187,7 +187,13 @@ persona = "p"
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.lines().count(), 5);
+    // The session's summary row first, then its events.
+    let (head, rest) = text.split_once('\n').unwrap();
+    assert!(
+        head.starts_with(&format!("# session {sid} ")) && head.contains(" protocol=unknown-text"),
+        "{head}"
+    );
+    assert_eq!(rest.lines().count(), 5);
     assert!(
         text.contains("session.input") && text.contains("\"two\\r\\n\""),
         "{text}"

@@ -202,6 +202,34 @@ async fn one_port_serves_smtp_telnet_ssh_and_http_clients_each_their_persona() {
         ("telnet".into(), false, Some("same".into()))
     );
     assert!(logins(&s[4]).iter().any(|l| l.0 && l.2 == b"xc3511"));
+    // The summary rows say the same, for reports to group by.
+    let sum = |i: usize| done.store.summary(&s[i][0].session.0).unwrap().unwrap();
+    let ssh_row = sum(1);
+    assert_eq!(
+        (
+            ssh_row.served.as_deref(),
+            ssh_row.protocol.as_deref(),
+            ssh_row.logins,
+            ssh_row.logins_ok
+        ),
+        (Some("openssh"), Some("ssh"), 1, 0)
+    );
+    assert!(ssh_row
+        .client_version
+        .unwrap()
+        .starts_with("SSH-2.0-OpenSSH_"));
+    assert_eq!(ssh_row.hassh.map(|h| h.len()), Some(32));
+    let bot_row = sum(4);
+    assert_eq!(
+        (
+            bot_row.served.as_deref(),
+            bot_row.protocol.as_deref(),
+            bot_row.after_banner.as_deref()
+        ),
+        (Some("busybox"), Some("telnet"), Some("same"))
+    );
+    assert_eq!((bot_row.logins, bot_row.logins_ok), (1, 1));
+    assert!(bot_row.commands >= 1, "{bot_row:?}");
     assert_eq!(dispatch_of(&s[5]), ("exim".into(), "silent".into(), None));
     assert_eq!(
         class_of(&s[5]),
