@@ -175,3 +175,38 @@ impl SqliteSink {
         tx.commit()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written before the summary columns existed gets them when the sensor opens it
+    /// again, and its old rows read back (with empty summaries).
+    #[test]
+    fn a_schema_1_store_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::DB_FILE);
+        {
+            let c = Connection::open(&path).unwrap();
+            // SCHEMA is version 1's; the summary columns come from `migrate`.
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO sessions (session, sensor, start_ts, transport, src_ip, src_port, dst_ip, dst_port, listener, persona, tls)
+                 VALUES (42, 's', 1, 'tcp', '192.0.2.1', 1, '192.0.2.2', 26, 'l', 'p', 0)",
+                [],
+            )
+            .unwrap();
+        }
+        drop(SqliteSink::open(&path, false).unwrap());
+        // Twice is harmless.
+        drop(SqliteSink::open(&path, false).unwrap());
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let s = store.summary("000000000000002a").unwrap().unwrap();
+        assert_eq!((s.logins, s.commands, s.protocol), (0, 0, None));
+        let v: String = store
+            .connection()
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, "2");
+    }
+}
