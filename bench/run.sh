@@ -10,7 +10,9 @@
 #      answer to is recorded, every session.connect has its session.closed, nothing dropped;
 #   2. RSS per connection with 15,000 idle connections held for 30 s (and bareserver's, for
 #      comparison);
-#   3. honeyport's idle RSS with the bench config.
+#   3. honeyport's idle RSS with the bench config;
+#   4. telnet login captures per second (bench/telnet.toml), every credential checked;
+#   5. what session classification costs: sessions/s with it on and off, back to back.
 # and appends a dated section (machine info, load average, numbers, targets met or not) to
 # BENCHMARKS.md. Raw output (scanload JSON, honeyport stdout/stderr, RSS samples) stays in a
 # work dir under /tmp whose path is printed and written into the section.
@@ -340,6 +342,25 @@ if [[ -n "$telnet_config" ]]; then
   [[ "${BENCH_KEEP_DATA:-0}" == 1 ]] || rm -rf "$dir"
 fi
 
+# ----------------------------------------------- 5. classification cost (on vs off, back to back)
+class_c="${concurrencies%% *}"
+class_n="${R[n.c$class_c]}"
+class_cfg="$work/smtp-classify-off.toml"
+{ cat "$config"; printf '\n[classify]\nsessions = false\n'; } >"$class_cfg"
+for mode in on off; do
+  cfg="$config"
+  [[ "$mode" == off ]] && cfg="$class_cfg"
+  log "classification $mode: honeyport, $class_n connections at c=$class_c"
+  dir="$work/hp.classify-$mode"
+  start_honeyport "$dir" "$cfg"
+  cpu0="$(cpu_ms "$hp_pid")"
+  R[class.$mode]="$(smtp_run "$hp_addr" "$class_n" "$class_c" "classify-$mode")"
+  R[class_cpu.$mode]=$(( $(cpu_ms "$hp_pid") - cpu0 ))
+  stop_honeyport "$dir"
+  R[class_rows.$mode]="$(sqlite3 -readonly "$dir/honeyport.db" "select count(*) from events where eventid = 'session.classified'" 2>/dev/null || echo n/a)"
+  rm -rf "$dir"
+done
+
 # -------------------------------------------------------------------------- 3. idle RSS
 log "idle RSS: honeyport with $config, no connections"
 dir="$work/hp.idle"
@@ -434,6 +455,20 @@ fi
     echo "| ${R[telnet_n]} | $(jget "$t" ok_per_s) | $(jget "$b" ok_per_s) | ${R[telnet_ratio]} | $(jget "$t" ok) | $(jget "$t" failed) | $(jget "$t" p50_ms) | $(jget "$t" p99_ms) | $tcpu | ${R[telnet_logins]} | ${R[telnet_absent]} | \`${R[telnet_stopped]#honeyport: }\` |"
     echo
   fi
+  on="$(jget "${R[class.on]}" ok_per_s)" off="$(jget "${R[class.off]}" ok_per_s)"
+  R[class_loss]="$(awk -v a="$on" -v b="$off" 'BEGIN { if (b > 0) printf "%.1f", (1 - a / b) * 100; else print "n/a" }')"
+  echo "### 5. Classification cost (scripted SMTP, concurrency $class_c, $class_n connections, on then off)"
+  echo
+  echo "| classification | sessions/s | ok | failed | CPU ms/1k sessions | session.classified rows |"
+  echo "|---|---|---|---|---|---|"
+  for mode in on off; do
+    j="${R[class.$mode]}"
+    ccpu="$(awk -v m="${R[class_cpu.$mode]}" -v k="$(jget "$j" ok)" 'BEGIN { if (k > 0) printf "%.0f", m * 1000 / k; else print "n/a" }')"
+    echo "| $mode | $(jget "$j" ok_per_s) | $(jget "$j" ok) | $(jget "$j" failed) | $ccpu | ${R[class_rows.$mode]} |"
+  done
+  echo
+  echo "Throughput lost to classification: ${R[class_loss]}%"
+  echo
   echo "### Targets"
   echo
   for c in $concurrencies; do
@@ -453,6 +488,7 @@ fi
   open="$(jget "${R[hold.hp]}" open_after_hold)"
   echo "- $hold_conns idle connections at < 4 KiB RSS each: $open open after ${hold_secs} s, $per B each — $(yes_no "$([[ $open == "$hold_conns" ]] && (( per < 4096 )) && echo 1 || echo 0)")"
   echo "- Idle RSS < 15 MB: $(kib_to_mb "${R[idle_rss]}") MB — $(yes_no "$(awk -v k="${R[idle_rss]}" 'BEGIN { print (k * 1024 < 15e6) ? 1 : 0 }')")"
+  echo "- Classification costs < 10% of sessions/s: ${R[class_loss]}% — $(yes_no "$(awk -v l="${R[class_loss]}" 'BEGIN { print (l + 0 < 10) ? 1 : 0 }')")"
   if [[ -n "${R[telnet]:-}" ]]; then
     echo "- Telnet logins/s ≥ 0.6 × ceiling: ${R[telnet_ratio]} — $(yes_no "$(awk -v r="${R[telnet_ratio]}" 'BEGIN { print (r + 0 >= 0.6) ? 1 : 0 }')")"
     tf="$(jget "${R[telnet]}" failed)"

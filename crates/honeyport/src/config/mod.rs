@@ -45,6 +45,9 @@ pub struct ConfigRaw {
     /// Real downloads of what the shell is asked to fetch (see [`crate::fetch`]). Off by default.
     #[serde(default)]
     pub downloads: crate::fetch::DownloadsRaw,
+    /// Session classification (see [`crate::classify`]).
+    #[serde(default)]
+    pub classify: ClassifyRaw,
     /// Named personas (and templates: a persona can `inherit` another). Read separately, one
     /// persona at a time, so that a mistake in one is reported with its position and does not
     /// hide mistakes elsewhere.
@@ -101,6 +104,15 @@ pub struct StorageRaw {
     pub queue: Option<usize>,
     /// SQLite `synchronous`: "full" (every batch fsynced; default) or "normal".
     pub synchronous: Option<String>,
+}
+
+/// `[classify]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyRaw {
+    /// Classify every session from its first bytes (`session.classified`, the summary row's
+    /// protocol). Default true; off only to measure what it costs.
+    pub sessions: Option<bool>,
 }
 
 /// One `[[listeners]]` entry.
@@ -377,6 +389,8 @@ pub struct Config {
     pub storage: Storage,
     /// `Some` when `[downloads] enabled = true`.
     pub downloads: Option<crate::fetch::Downloads>,
+    /// Classify every session (`[classify] sessions`).
+    pub classify_sessions: bool,
     pub listeners: Vec<ListenerSpec>,
 }
 
@@ -1069,6 +1083,7 @@ impl Validated {
             limits: self.limits,
             storage: self.storage,
             downloads: self.downloads,
+            classify_sessions: self.raw.classify.sessions.unwrap_or(true),
             listeners,
         })
     }

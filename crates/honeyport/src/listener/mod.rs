@@ -46,6 +46,8 @@ pub struct Shared {
     pub stats: SensorStats,
     /// Real downloads, when enabled.
     pub fetcher: Option<Arc<crate::fetch::Fetcher>>,
+    /// Record `session.classified` for every session.
+    classify_sessions: bool,
 }
 
 /// Counters reported at shutdown.
@@ -152,6 +154,7 @@ pub struct Sensor {
     limits: Limits,
     sockets: Vec<BoundSocket>,
     fetcher: Option<Arc<crate::fetch::Fetcher>>,
+    classify_sessions: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +250,7 @@ impl Sensor {
             limits: cfg.limits,
             sockets,
             fetcher: None,
+            classify_sessions: cfg.classify_sessions,
         })
     }
 
@@ -288,6 +292,7 @@ impl Sensor {
             udp_rate: udp::RateLimiter::default(),
             stats: SensorStats::default(),
             fetcher: self.fetcher,
+            classify_sessions: self.classify_sessions,
         });
         let mut loops = Vec::new();
         for s in self.sockets {
@@ -607,10 +612,12 @@ async fn run_session(
         Box::pin(conn.close()).await;
     }
     // What the client spoke, and how it answered the greeting.
-    let (first, server_first) = conn.first_input();
-    let classified =
-        crate::classify::session(first, conn.bytes().0, server_first, persona.protocol());
-    Box::pin(conn.emit(classified)).await;
+    if shared.classify_sessions {
+        let (first, server_first) = conn.first_input();
+        let classified =
+            crate::classify::session(first, conn.bytes().0, server_first, persona.protocol());
+        Box::pin(conn.emit(classified)).await;
+    }
     if let (Some(d), Some((i, why))) = (&rt.dispatcher, dispatched) {
         let hung_up = end.reason == EndReason::PeerClosed;
         d.after(conn.meta().src.ip(), i, why, conn.bytes().0 > 0, hung_up);

@@ -257,3 +257,24 @@ fn multi_protocol_mistakes_are_reported() {
         assert!(err.contains(want), "{want} not in {err}");
     }
 }
+
+#[tokio::test]
+async fn classification_can_be_turned_off_and_is_on_by_default() {
+    let body = "[personas.s]\ntype = \"scripted\"\nbanner = \"hi\\r\\n\"\n\
+                [[listeners]]\nname = \"l\"\nports = 0\nbind = [\"127.0.0.1\"]\npersona = \"s\"\n";
+    for (extra, want) in [("", 1), ("[classify]\nsessions = false\n", 0)] {
+        let sensor = start(&format!("{extra}{body}")).await;
+        let mut c = connect(sensor.tcp("l")).await;
+        read_until(&mut c, b"hi").await;
+        send(&mut c, b"EHLO x\r\n").await;
+        drop(c);
+        let done = sensor.stop().await;
+        done.assert_paired();
+        let n = done
+            .all()
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Classified { .. }))
+            .count();
+        assert_eq!(n, want, "{extra:?}");
+    }
+}
