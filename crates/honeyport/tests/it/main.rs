@@ -8,6 +8,7 @@ mod downloads;
 mod examples;
 mod ftp;
 mod http;
+mod ja;
 mod limits;
 mod multiport;
 mod net;
