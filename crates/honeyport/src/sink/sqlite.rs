@@ -205,7 +205,11 @@ mod tests {
         assert_eq!((s.logins, s.commands, s.protocol), (0, 0, None));
         let v: String = store
             .connection()
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(v, "2");
     }
