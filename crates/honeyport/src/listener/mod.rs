@@ -588,11 +588,13 @@ async fn run_session(
     let persona = match (&rt.dispatcher, dispatched) {
         (Some(d), Some((i, why))) => {
             let (name, persona) = &d.personas[i];
-            conn.emit(EventKind::Dispatch {
+            // Boxed like every once-only await here: inline, its state (an event and its
+            // send) would sit in every session's task.
+            Box::pin(conn.emit(EventKind::Dispatch {
                 persona: name.clone(),
                 reason: why.reason().to_string(),
                 protocol: why.protocol().map(|p| p.name().to_string()),
-            })
+            }))
             .await;
             persona
         }
