@@ -101,6 +101,19 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         alpn: Option<Payload>,
     },
+    /// The client's TLS ClientHello, read before the handshake: its JA3 and JA4 (TLS client)
+    /// fingerprints, with their unhashed forms, SNI and ALPN offers.
+    #[serde(rename = "tls.client_hello")]
+    TlsClientHello {
+        ja3: String,
+        ja3_string: String,
+        ja4: String,
+        ja4_r: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sni: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        alpn: Vec<Payload>,
+    },
     /// The TLS handshake failed; `data` holds the first bytes the peer sent (capped), so
     /// plaintext sent to a TLS port is recorded, not lost.
     #[serde(rename = "tls.failed")]
@@ -292,6 +305,7 @@ impl EventKind {
             EventKind::RuleMatch { .. } => "rule.match",
             EventKind::TlsHandshake { .. } => "tls.handshake",
             EventKind::TlsFailed { .. } => "tls.failed",
+            EventKind::TlsClientHello { .. } => "tls.client_hello",
             EventKind::LoginFailed { .. } => "login.failed",
             EventKind::LoginSuccess { .. } => "login.success",
             EventKind::CommandInput { .. } => "command.input",
@@ -724,6 +738,14 @@ mod tests {
             },
             EventKind::TelnetOptions {
                 pattern: "WONT ECHO,WILL NAWS,SB NAWS 80x24".into(),
+            },
+            EventKind::TlsClientHello {
+                ja3: "ab".repeat(16),
+                ja3_string: "771,4865,0-10,29,0".into(),
+                ja4: "t13d0101h2_aaaaaaaaaaaa_bbbbbbbbbbbb".into(),
+                ja4_r: "t13d0101h2_1301_0000_0403".into(),
+                sni: Some("example.test".into()),
+                alpn: vec![Payload(b"h2".to_vec())],
             },
             EventKind::Dispatch {
                 persona: "openssh".into(),

@@ -210,7 +210,7 @@ fn render_summary(s: &honeyport::store::Summary) -> String {
     let opt =
         |k: &str, v: &Option<String>| v.as_ref().map(|v| format!(" {k}={v}")).unwrap_or_default();
     format!(
-        "# session {} listener={} persona={}{}{}{}{}{}{} logins={} (ok {}) commands={}{}{}",
+        "# session {} listener={} persona={}{}{}{}{}{}{}{} logins={} (ok {}) commands={}{}{}",
         s.session,
         s.listener,
         s.persona,
@@ -225,6 +225,7 @@ fn render_summary(s: &honeyport::store::Summary) -> String {
             &s.client_version.as_ref().map(|v| format!("{v:?}"))
         ),
         opt("hassh", &s.hassh),
+        opt("ja4", &s.ja4),
         s.logins,
         s.logins_ok,
         s.commands,
@@ -455,6 +456,12 @@ fn render(ev: &Event) -> String {
             format!("\"{}\": {}", clip(&url.escaped()), clip(reason))
         }
         EventKind::TelnetOptions { pattern } => clip(pattern),
+        EventKind::TlsClientHello { ja3, ja4, sni, .. } => format!(
+            "ja4={ja4} ja3={ja3}{}",
+            sni.as_ref()
+                .map(|s| format!(" sni={}", clip(s)))
+                .unwrap_or_default()
+        ),
         EventKind::Dispatch {
             persona,
             reason,

@@ -71,6 +71,8 @@ pub const SUMMARY_COLUMNS: &[(&str, &str)] = &[
     ("after_banner", "TEXT"),
     ("client_version", "TEXT"),
     ("hassh", "TEXT"),
+    ("ja3", "TEXT"),
+    ("ja4", "TEXT"),
     ("logins", "INTEGER NOT NULL DEFAULT 0"),
     ("logins_ok", "INTEGER NOT NULL DEFAULT 0"),
     ("commands", "INTEGER NOT NULL DEFAULT 0"),
@@ -106,6 +108,8 @@ pub struct Summary {
     pub after_banner: Option<String>,
     pub client_version: Option<String>,
     pub hassh: Option<String>,
+    pub ja3: Option<String>,
+    pub ja4: Option<String>,
     pub logins: i64,
     pub logins_ok: i64,
     pub commands: i64,
@@ -186,7 +190,7 @@ impl Store {
         };
         let r = self.conn.query_row(
             "SELECT listener, persona, served, protocol, client_first, after_banner, client_version,
-                    hassh, logins, logins_ok, commands, tags, reason
+                    hassh, logins, logins_ok, commands, tags, reason, ja3, ja4
              FROM sessions WHERE session = ?1",
             [key],
             |r| {
@@ -208,6 +212,8 @@ impl Store {
                         .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
                         .unwrap_or_default(),
                     reason: r.get(12)?,
+                    ja3: r.get(13)?,
+                    ja4: r.get(14)?,
                 })
             },
         );

@@ -691,7 +691,7 @@ async fn refuse(guard: CloseGuard, io: SessionIo, end: End) {
 }
 
 /// Largest ClientHello prefix kept when a handshake fails.
-const TLS_CAPTURE: usize = 16 << 10;
+const TLS_CAPTURE: usize = crate::classify::tls::MAX_HELLO;
 
 /// The TLS handshake. The first bytes are peeked (not consumed) so that, if the handshake
 /// fails, what the peer sent (a plaintext request on a TLS port, say) is recorded.
@@ -715,8 +715,8 @@ async fn tls_accept(
             Ok(Ok(n)) => n,
         },
     };
-    peek_buf.truncate(peeked);
     if peek_buf.first() != Some(&0x16) {
+        peek_buf.truncate(peeked);
         // Not a TLS handshake record: plaintext (an HTTP request, a banner grab) or garbage.
         // Take it all, including parts sent in later writes, until the peer is quiet for a
         // moment, closes, or the capture cap is reached, and record it exactly.
@@ -731,6 +731,38 @@ async fn tls_accept(
         };
         shared.events.send(meta.event(&shared.sensor, kind)).await;
         return Err((End::new(EndReason::TlsFailed), len));
+    }
+    // The ClientHello as the client sent it (rustls hides extension order): peeked whole, its
+    // fingerprints recorded, then the untouched stream goes to rustls.
+    let mut n = peeked;
+    let hello = loop {
+        match crate::classify::tls::parse(&peek_buf[..n]) {
+            crate::classify::tls::Parse::NeedMore if n < peek_buf.len() => {}
+            crate::classify::tls::Parse::Hello(h) => break Some(h),
+            _ => break None,
+        }
+        tokio::select! {
+            _ = hard_stop.cancelled() => return Err((End::new(EndReason::Shutdown), 0)),
+            _ = tokio::time::sleep_until(deadline) => break None,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
+        match stream.peek(&mut peek_buf).await {
+            Ok(m) if m > n => n = m,
+            Ok(_) => {}
+            Err(_) => break None,
+        }
+    };
+    peek_buf.truncate(n);
+    if let Some(h) = hello {
+        let kind = EventKind::TlsClientHello {
+            ja3: h.ja3(),
+            ja3_string: h.ja3_string(),
+            ja4: h.ja4(),
+            ja4_r: h.ja4_raw(),
+            sni: h.sni.clone(),
+            alpn: h.alpn.iter().map(|a| Payload(a.clone())).collect(),
+        };
+        shared.events.send(meta.event(&shared.sensor, kind)).await;
     }
     let result = tokio::select! {
         _ = hard_stop.cancelled() => return Err((End::new(EndReason::Shutdown), 0)),

@@ -82,6 +82,8 @@ impl SqliteSink {
                 tx.prepare_cached("UPDATE sessions SET client_version = ?2 WHERE session = ?1")?;
             let mut hassh =
                 tx.prepare_cached("UPDATE sessions SET hassh = ?2 WHERE session = ?1")?;
+            let mut ja =
+                tx.prepare_cached("UPDATE sessions SET ja3 = ?2, ja4 = ?3 WHERE session = ?1")?;
             let mut login = tx.prepare_cached(
                 "UPDATE sessions SET logins = logins + 1, logins_ok = logins_ok + ?2 WHERE session = ?1",
             )?;
@@ -152,6 +154,9 @@ impl SqliteSink {
                     }
                     EventKind::ClientKex { hassh: h, .. } => {
                         hassh.execute(params![sid, h])?;
+                    }
+                    EventKind::TlsClientHello { ja3, ja4, .. } => {
+                        ja.execute(params![sid, ja3, ja4])?;
                     }
                     EventKind::LoginFailed { .. } => {
                         login.execute(params![sid, 0])?;

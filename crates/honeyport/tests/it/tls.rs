@@ -165,6 +165,31 @@ async fn dialogue_through_openssl(tls: &str, servername: Option<&str>) -> Vec<Ev
         .position(|e| matches!(e.kind, EventKind::Input { .. } | EventKind::Output { .. }))
         .unwrap();
     assert!(hs < first_io);
+    // The raw ClientHello's fingerprints come first, and the summary row has them.
+    let (at, ja3, ja4, sni) = sess
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| match &e.kind {
+            EventKind::TlsClientHello { ja3, ja4, sni, .. } => {
+                Some((i, ja3.clone(), ja4.clone(), sni.clone()))
+            }
+            _ => None,
+        })
+        .expect("tls.client_hello recorded");
+    assert!(at < hs);
+    assert!(
+        ja3.len() == 32 && ja3.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ja3}"
+    );
+    // s_client offers TLS 1.3 over TCP; 'd' with SNI, 'i' without.
+    let flag = if servername.is_some() { "t13d" } else { "t13i" };
+    assert!(ja4.starts_with(flag) && ja4.len() == 36, "{ja4}");
+    assert_eq!(sni.as_deref(), servername);
+    let row = done.store.summary(&sess[0].session.0).unwrap().unwrap();
+    assert_eq!(
+        (row.ja3.as_deref(), row.ja4.as_deref()),
+        (Some(ja3.as_str()), Some(ja4.as_str()))
+    );
     sess
 }
 
