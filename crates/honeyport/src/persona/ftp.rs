@@ -64,12 +64,6 @@ pub struct FtpRaw {
     pub credentials: Option<CredentialsRaw>,
 }
 
-macro_rules! merge_fields {
-    ($a:expr, $b:expr, $($f:ident),*) => {
-        FtpRaw { $($f: $a.$f.clone().or_else(|| $b.$f.clone()),)* credentials: None }
-    };
-}
-
 const DEFAULT_MAX_LINE: u64 = 4096;
 const DEFAULT_MAX_UPLOAD: u64 = 10 << 20;
 const MAX_MAX_UPLOAD: u64 = 256 << 20;
@@ -78,18 +72,11 @@ const DEFAULT_DATA_TIMEOUT: u64 = 10;
 impl FtpRaw {
     /// A copy with unset fields taken from `base`; credential fields merge one by one.
     pub fn merged_over(&self, base: &FtpRaw) -> FtpRaw {
-        let mut m = merge_fields!(
+        let mut m = crate::persona::merge_fields!(
+            FtpRaw,
             self,
             base,
-            inherit,
-            description,
-            profile,
-            banner,
-            anonymous,
-            max_line,
-            max_commands,
-            max_upload,
-            data_timeout
+            [inherit, description, profile, banner, anonymous, max_line, max_commands, max_upload, data_timeout], credentials: None
         );
         m.credentials = match (&self.credentials, &base.credentials) {
             (Some(a), Some(b)) => Some(a.merged_over(b)),

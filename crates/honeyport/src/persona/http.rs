@@ -117,12 +117,6 @@ const MAX_CHUNK_LINE: usize = 1024;
 /// Most trailer lines after a chunked body.
 const MAX_TRAILERS: u32 = 32;
 
-macro_rules! merge_fields {
-    ($a:expr, $b:expr, $($f:ident),*) => {
-        HttpRaw { $($f: $a.$f.clone().or_else(|| $b.$f.clone()),)* credentials: None }
-    };
-}
-
 fn size(v: &Option<NumOrStr>, d: u64) -> Result<u64, String> {
     v.as_ref().map(|v| v.size()).unwrap_or(Ok(d))
 }
@@ -138,19 +132,11 @@ fn compile(re: &str) -> Result<Regex, regex::Error> {
 impl HttpRaw {
     /// A copy with unset fields taken from `base`; `inherit` comes from `base`.
     pub fn merged_over(&self, base: &HttpRaw) -> HttpRaw {
-        let mut m = merge_fields!(
+        let mut m = crate::persona::merge_fields!(
+            HttpRaw,
             self,
             base,
-            inherit,
-            description,
-            profile,
-            server,
-            routes,
-            max_line,
-            max_headers,
-            max_head,
-            max_body,
-            max_requests
+            [inherit, description, profile, server, routes, max_line, max_headers, max_head, max_body, max_requests], credentials: None
         );
         m.inherit = base.inherit.clone();
         m.credentials = match (&self.credentials, &base.credentials) {

@@ -23,6 +23,15 @@ use serde::Deserialize;
 use crate::config::Problems;
 use crate::listener::conn::{Conn, End};
 
+/// `Ty { f: a.f or else b.f, ..., k: v }`: a raw persona with every field `a` leaves unset taken
+/// from `b` (inheritance and per-listener overrides), plus fields set by hand.
+macro_rules! merge_fields {
+    ($ty:ident, $a:expr, $b:expr, [$($f:ident),* $(,)?] $(, $k:ident: $v:expr)*) => {
+        $ty { $($f: $a.$f.clone().or_else(|| $b.$f.clone()),)* $($k: $v,)* }
+    };
+}
+pub(crate) use merge_fields;
+
 /// A persona as written in the config file; `type = "..."` picks the variant.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -123,31 +123,28 @@ pub struct EchoThisRaw {
     pub format: Option<String>,
 }
 
-macro_rules! merge_fields {
-    ($a:expr, $b:expr, $($f:ident),*) => {
-        ScriptedRaw { $($f: $a.$f.clone().or_else(|| $b.$f.clone()),)* }
-    };
-}
-
 impl ScriptedRaw {
     /// A copy with unset fields taken from `base`. `inherit` comes from `base`, so chains
     /// resolve one link at a time.
     pub fn merged_over(&self, base: &ScriptedRaw) -> ScriptedRaw {
-        let mut m = merge_fields!(
+        let mut m = crate::persona::merge_fields!(
+            ScriptedRaw,
             self,
             base,
-            inherit,
-            description,
-            banner,
-            reply,
-            reads,
-            rules,
-            echo,
-            split,
-            delay,
-            min_length,
-            read_all,
-            echo_this
+            [
+                inherit,
+                description,
+                banner,
+                reply,
+                reads,
+                rules,
+                echo,
+                split,
+                delay,
+                min_length,
+                read_all,
+                echo_this
+            ]
         );
         m.inherit = base.inherit.clone();
         m

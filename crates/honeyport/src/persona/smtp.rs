@@ -70,12 +70,6 @@ pub struct SmtpRaw {
     pub max_errors: Option<u32>,
 }
 
-macro_rules! merge_fields {
-    ($a:expr, $b:expr, $($f:ident),*) => {
-        SmtpRaw { $($f: $a.$f.clone().or_else(|| $b.$f.clone()),)* }
-    };
-}
-
 const DEFAULT_HOST: &str = "mail.example.com";
 const DEFAULT_MAX_LINE: u64 = 16384;
 const DEFAULT_MAX_MESSAGE: u64 = 1 << 20;
@@ -83,21 +77,24 @@ const DEFAULT_MAX_MESSAGE: u64 = 1 << 20;
 impl SmtpRaw {
     /// A copy with unset fields taken from `base`; `inherit` comes from `base`.
     pub fn merged_over(&self, base: &SmtpRaw) -> SmtpRaw {
-        let mut m = merge_fields!(
+        let mut m = crate::persona::merge_fields!(
+            SmtpRaw,
             self,
             base,
-            inherit,
-            description,
-            profile,
-            hostname,
-            banner,
-            domains,
-            open_relay,
-            starttls,
-            max_line,
-            max_message,
-            max_commands,
-            max_errors
+            [
+                inherit,
+                description,
+                profile,
+                hostname,
+                banner,
+                domains,
+                open_relay,
+                starttls,
+                max_line,
+                max_message,
+                max_commands,
+                max_errors
+            ]
         );
         m.inherit = base.inherit.clone();
         m

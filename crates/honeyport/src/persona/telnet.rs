@@ -404,31 +404,14 @@ pub struct TelnetRaw {
     pub credentials: Option<CredentialsRaw>,
 }
 
-macro_rules! merge_fields {
-    ($a:expr, $b:expr, $($f:ident),*) => {
-        TelnetRaw { $($f: $a.$f.clone().or_else(|| $b.$f.clone()),)* credentials: None }
-    };
-}
-
 impl TelnetRaw {
     /// A copy with unset fields taken from `base`; credential fields merge one by one.
     pub fn merged_over(&self, base: &TelnetRaw) -> TelnetRaw {
-        let mut m = merge_fields!(
+        let mut m = crate::persona::merge_fields!(
+            TelnetRaw,
             self,
             base,
-            inherit,
-            description,
-            style,
-            negotiation,
-            hostname,
-            banner,
-            login_prompt,
-            password_prompt,
-            login_failed,
-            motd,
-            fail_delay,
-            max_attempts,
-            shell
+            [inherit, description, style, negotiation, hostname, banner, login_prompt, password_prompt, login_failed, motd, fail_delay, max_attempts, shell], credentials: None
         );
         m.credentials = match (&self.credentials, &base.credentials) {
             (Some(a), Some(b)) => Some(a.merged_over(b)),

@@ -144,33 +144,14 @@ pub struct SshRaw {
     pub credentials: Option<CredentialsRaw>,
 }
 
-macro_rules! merge_ssh {
-    ($a:expr, $b:expr, $($f:ident),*) => {
-        SshRaw { $($f: $a.$f.clone().or_else(|| $b.$f.clone()),)* credentials: None }
-    };
-}
-
 impl SshRaw {
     /// A copy with unset fields taken from `base`; credential fields merge one by one.
     pub fn merged_over(&self, base: &SshRaw) -> SshRaw {
-        let mut m = merge_ssh!(
+        let mut m = crate::persona::merge_fields!(
+            SshRaw,
             self,
             base,
-            inherit,
-            description,
-            profile,
-            version,
-            hostname,
-            shell,
-            methods,
-            max_attempts,
-            fail_delay,
-            login_grace,
-            stall_timeout,
-            motd,
-            host_keys,
-            max_upload,
-            store_uploads
+            [inherit, description, profile, version, hostname, shell, methods, max_attempts, fail_delay, login_grace, stall_timeout, motd, host_keys, max_upload, store_uploads], credentials: None
         );
         m.credentials = match (&self.credentials, &base.credentials) {
             (Some(a), Some(b)) => Some(a.merged_over(b)),
