@@ -518,3 +518,52 @@ impl Tap {
             .collect()
     }
 }
+
+/// Every command line recorded, in order.
+pub fn commands(s: &[Event]) -> Vec<Vec<u8>> {
+    s.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CommandInput { input, .. } => Some(input.0.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// OpenSSH options for a test's throwaway host: no host-key checks, no known_hosts, quiet.
+pub const NO_HOSTKEY_CHECK: [&str; 6] = [
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+];
+
+/// OpenSSH `ssh` to a loopback port (no host-key checks).
+pub fn ssh(addr: SocketAddr) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("ssh");
+    c.args(NO_HOSTKEY_CHECK)
+        .args(["-o", "BatchMode=no", "-p"])
+        .arg(addr.port().to_string());
+    c
+}
+
+/// `sshpass -p PASSWORD ssh` to a loopback port (no host-key checks).
+pub fn sshpass(password: &str, addr: SocketAddr) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("sshpass");
+    c.args(["-p", password, "ssh"])
+        .args(NO_HOSTKEY_CHECK)
+        .args(["-p"])
+        .arg(addr.port().to_string());
+    c
+}
+
+/// Every command line recorded, in order, with whether the persona recognised it.
+pub fn commands_flagged(s: &[Event]) -> Vec<(Vec<u8>, bool)> {
+    s.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CommandInput { input, recognised } => Some((input.0.clone(), *recognised)),
+            _ => None,
+        })
+        .collect()
+}

@@ -135,22 +135,12 @@ s.quit()
         String::from_utf8_lossy(&out.stderr)
     );
     // paramiko-style SSH probe on 26: it speaks first and gets the SSH persona.
-    let ssh = run_client(
-        tokio::process::Command::new("sshpass")
-            .args(["-p", "s3cr3t-guess", "ssh"])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "PreferredAuthentications=password",
-                "-p",
-                &smtp.port().to_string(),
-                "admin@127.0.0.1",
-                "true",
-            ]),
-    )
+    let ssh = run_client(sshpass("s3cr3t-guess", smtp).args([
+        "-o",
+        "PreferredAuthentications=password",
+        "admin@127.0.0.1",
+        "true",
+    ]))
     .await;
     assert_eq!(
         ssh.status.code(),

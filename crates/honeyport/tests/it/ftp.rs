@@ -4,7 +4,7 @@
 //! for the bad input: active mode, an overlong line.
 
 use crate::common::*;
-use honeyport_event::{Event, EventKind};
+use honeyport_event::EventKind;
 use sha2::{Digest as _, Sha256};
 
 fn config(persona: &str) -> String {
@@ -21,16 +21,6 @@ bind = ["127.0.0.1"]
 persona = "ftp"
 "#
     )
-}
-
-/// Every command line recorded, in order: (line, recognised).
-fn commands(s: &[Event]) -> Vec<(Vec<u8>, bool)> {
-    s.iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::CommandInput { input, recognised } => Some((input.0.clone(), *recognised)),
-            _ => None,
-        })
-        .collect()
 }
 
 const FTPLIB: &str = r#"
@@ -128,7 +118,7 @@ async fn python_ftplib_login_list_and_a_passive_upload_recorded_by_sha256() {
             body.len() as u64
         )]
     );
-    let cmds = commands(sess);
+    let cmds = commands_flagged(sess);
     let lines: Vec<&[u8]> = cmds.iter().map(|c| c.0.as_slice()).collect();
     for want in [
         &b"USER anonymous"[..],
@@ -218,7 +208,7 @@ async fn active_mode_is_refused_and_an_overlong_line_is_capped() {
             "ftp.line_too_long"
         ]
     );
-    let cmds = commands(sess);
+    let cmds = commands_flagged(sess);
     assert!(
         cmds.iter().any(|c| c.0 == vec![b'A'; 128] && !c.1),
         "{cmds:?}"

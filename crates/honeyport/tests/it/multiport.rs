@@ -101,22 +101,12 @@ async fn one_port_serves_smtp_telnet_ssh_and_http_clients_each_their_persona() {
         "{said}"
     );
     // 2. OpenSSH speaks first: the ssh persona.
-    let ssh = run_client(
-        tokio::process::Command::new("sshpass")
-            .args(["-p", "hunter2", "ssh"])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "PreferredAuthentications=password",
-                "-p",
-                &port,
-                "root@127.0.0.1",
-                "true",
-            ]),
-    )
+    let ssh = run_client(sshpass("hunter2", addr).args([
+        "-o",
+        "PreferredAuthentications=password",
+        "root@127.0.0.1",
+        "true",
+    ]))
     .await;
     assert_eq!(
         ssh.status.code(),

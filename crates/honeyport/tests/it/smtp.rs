@@ -42,16 +42,6 @@ fn logins(s: &[Event]) -> Vec<(Vec<u8>, Vec<u8>, String)> {
         .collect()
 }
 
-/// Every command line recorded, in order: (line, recognised).
-fn commands(s: &[Event]) -> Vec<(Vec<u8>, bool)> {
-    s.iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::CommandInput { input, recognised } => Some((input.0.clone(), *recognised)),
-            _ => None,
-        })
-        .collect()
-}
-
 fn tag_len(s: &[Event], name: &str) -> Option<u64> {
     s.iter().find_map(|e| match &e.kind {
         EventKind::RuleMatch {
@@ -123,7 +113,7 @@ async fn python_smtplib_starttls_auth_and_a_message_are_captured_exactly() {
     assert_eq!(got[0].1.len(), 32);
     assert!(got[0].1.iter().all(u8::is_ascii_hexdigit));
 
-    let cmds = commands(sess);
+    let cmds = commands_flagged(sess);
     let lines: Vec<&[u8]> = cmds.iter().map(|c| c.0.as_slice()).collect();
     assert!(
         lines.contains(&&b"ehlo client.example.test"[..]),
@@ -255,7 +245,7 @@ async fn openssl_starttls_smtp_client_upgrades_and_talks_through_tls() {
     done.assert_paired();
     let sess = &done.sessions()[0];
     assert_eq!(count_kind(sess, "tls.handshake"), 1);
-    let cmds: Vec<Vec<u8>> = commands(sess).into_iter().map(|c| c.0).collect();
+    let cmds: Vec<Vec<u8>> = commands_flagged(sess).into_iter().map(|c| c.0).collect();
     assert!(
         cmds.ends_with(&[b"NOOP".to_vec(), b"QUIT".to_vec()]),
         "{cmds:?}"
@@ -319,7 +309,7 @@ async fn exim_rce_shape_in_rcpt_to_is_tagged_cve_2019_10149() {
     let sess = &done.sessions()[0];
     let len = tag_len(sess, "CVE-2019-10149").expect("tagged");
     assert_eq!(len as usize, rcpt.len() - b"RCPT TO:<>".len());
-    assert!(commands(sess).iter().any(|(l, _)| l == rcpt));
+    assert!(commands_flagged(sess).iter().any(|(l, _)| l == rcpt));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +329,7 @@ async fn an_overlong_command_line_is_capped_answered_and_recorded() {
     let done = s.stop().await;
     done.assert_paired();
     let sess = &done.sessions()[0];
-    let cmds = commands(sess);
+    let cmds = commands_flagged(sess);
     assert_eq!(cmds[0].0.len(), 256);
     assert!(cmds[0].0.starts_with(b"EHLO AAAA"));
     assert!(!cmds[0].1);

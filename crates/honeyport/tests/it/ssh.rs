@@ -27,43 +27,8 @@ fn config(extra: &str) -> String {
     )
 }
 
-const NO_HOSTKEY_CHECK: [&str; 6] = [
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "LogLevel=ERROR",
-];
-
-fn ssh(addr: SocketAddr) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new("ssh");
-    c.args(NO_HOSTKEY_CHECK)
-        .args(["-o", "BatchMode=no", "-p"])
-        .arg(addr.port().to_string());
-    c
-}
-
-fn sshpass(password: &str, addr: SocketAddr) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new("sshpass");
-    c.args(["-p", password, "ssh"])
-        .args(NO_HOSTKEY_CHECK)
-        .args(["-p"])
-        .arg(addr.port().to_string());
-    c
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn commands(s: &[Event]) -> Vec<Vec<u8>> {
-    s.iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::CommandInput { input, .. } => Some(input.0.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn tags(s: &[Event]) -> Vec<String> {

@@ -135,16 +135,6 @@ fn patterns(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-fn commands(events: &[Event]) -> Vec<Vec<u8>> {
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::CommandInput { input, .. } => Some(input.0.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn t(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
