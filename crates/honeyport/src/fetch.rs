@@ -186,10 +186,6 @@ impl Fetcher {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Fetches `url` the way `command` (wget, curl, tftp, ftpget) would, within the deadline.
     pub async fn fetch(&self, url: &[u8], command: &str) -> Fetched {
         let t = self.cfg.timeout;

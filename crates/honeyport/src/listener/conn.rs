@@ -463,11 +463,6 @@ impl Conn {
         }
     }
 
-    /// The listener's idle timeout.
-    pub fn idle_timeout(&self) -> Duration {
-        self.shared.limits.idle_timeout
-    }
-
     /// With `[downloads]` enabled: fetches a URL the shell was asked to download, as the
     /// tool would (the session waits, like the real tool), and records the outcome. Ends early
     /// at shutdown or the session's deadline. Does nothing when downloads are off.
