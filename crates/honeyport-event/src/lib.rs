@@ -590,7 +590,9 @@ impl<'de> Deserialize<'de> for Timestamp {
                 "timestamp {s:?} is outside the years 0000-9999 in UTC"
             )));
         }
-        let ns = t.nanosecond();
+        // A leap second (chrono: nanoseconds past 1e9) is written as the last microsecond of
+        // its second, so it is read as that too.
+        let ns = t.nanosecond().min(999_999_999);
         t.with_nanosecond(ns - ns % 1_000)
             .map(Timestamp)
             .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {s:?}")))
@@ -908,6 +910,16 @@ mod tests {
 
     /// Found while writing the `event_decode` fuzz target: an offset can move a timestamp
     /// out of the four-digit years; it decoded, but its encoding (`+10000-...`) did not.
+    #[test]
+    fn a_leap_second_reads_as_the_last_microsecond_of_its_second() {
+        // Found by the event_decode fuzz target: a leap second with an offset.
+        let src = "9998-12-31T23:59:60-01:00";
+        let t: Timestamp = serde_json::from_str(&format!("\"{src}\"")).unwrap();
+        assert_eq!(t.to_string(), "9999-01-01T00:59:59.999999Z");
+        let again: Timestamp = serde_json::from_str(&format!("\"{t}\"")).unwrap();
+        assert_eq!(again, t);
+    }
+
     #[test]
     fn timestamp_outside_four_digit_years_is_refused() {
         for ts in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00+00:01"] {
