@@ -12,7 +12,8 @@
 #      comparison);
 #   3. honeyport's idle RSS with the bench config;
 #   4. telnet login captures per second (bench/telnet.toml), every credential checked;
-#   5. what session classification costs: sessions/s with it on and off, back to back.
+#   5. what session classification costs: sessions/s with it on and off (detection, the
+#      tagger, the SYN fingerprint: [classify] sessions, tags, syn), back to back.
 # and appends a dated section (machine info, load average, numbers, targets met or not) to
 # BENCHMARKS.md. Raw output (scanload JSON, honeyport stdout/stderr, RSS samples) stays in a
 # work dir under /tmp whose path is printed and written into the section.
@@ -346,7 +347,7 @@ fi
 class_c="${concurrencies%% *}"
 class_n="${R[n.c$class_c]}"
 class_cfg="$work/smtp-classify-off.toml"
-{ cat "$config"; printf '\n[classify]\nsessions = false\n'; } >"$class_cfg"
+{ cat "$config"; printf '\n[classify]\nsessions = false\ntags = false\nsyn = false\n'; } >"$class_cfg"
 for mode in on off; do
   cfg="$config"
   [[ "$mode" == off ]] && cfg="$class_cfg"
@@ -357,7 +358,7 @@ for mode in on off; do
   R[class.$mode]="$(smtp_run "$hp_addr" "$class_n" "$class_c" "classify-$mode")"
   R[class_cpu.$mode]=$(( $(cpu_ms "$hp_pid") - cpu0 ))
   stop_honeyport "$dir"
-  R[class_rows.$mode]="$(sqlite3 -readonly "$dir/honeyport.db" "select count(*) from events where eventid = 'session.classified'" 2>/dev/null || echo n/a)"
+  R[class_rows.$mode]="$(sqlite3 -readonly "$dir/honeyport.db" "select (select count(*) from events where eventid = 'session.classified') || ' / ' || (select count(*) from events where eventid = 'tcp.syn')" 2>/dev/null || echo n/a)"
   rm -rf "$dir"
 done
 
@@ -459,7 +460,9 @@ fi
   R[class_loss]="$(awk -v a="$on" -v b="$off" 'BEGIN { if (b > 0) printf "%.1f", (1 - a / b) * 100; else print "n/a" }')"
   echo "### 5. Classification cost (scripted SMTP, concurrency $class_c, $class_n connections, on then off)"
   echo
-  echo "| classification | sessions/s | ok | failed | CPU ms/1k sessions | session.classified rows |"
+  echo "On: protocol detection and the session summary, the tagger (client names, exploit rules, behaviour tags) and the TCP SYN fingerprint. Off: \`[classify] sessions = false, tags = false, syn = false\`."
+  echo
+  echo "| classification | sessions/s | ok | failed | CPU ms/1k sessions | session.classified / tcp.syn rows |"
   echo "|---|---|---|---|---|---|"
   for mode in on off; do
     j="${R[class.$mode]}"

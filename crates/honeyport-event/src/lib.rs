@@ -185,15 +185,43 @@ pub enum EventKind {
     /// `WONT ECHO,WILL NAWS,SB NAWS 80x24,DONT SGA`.
     #[serde(rename = "client.telnet_options")]
     TelnetOptions { pattern: String },
+    /// A name for the client software, derived by the sensor's tagger from what the client
+    /// sent: `by` says from what (`ssh.version`, `hassh`, `ja3`, `ja4`, `http.user_agent`,
+    /// `input`). At most one per session and `by`.
+    #[serde(rename = "client.name")]
+    ClientName { name: String, by: String },
+    /// The client's TCP SYN as the kernel saved it (Linux `TCP_SAVED_SYN`; absent elsewhere):
+    /// TTL (hop limit for IPv6) and the initial TTL it probably started from (32, 64, 128 or
+    /// 255), window, MSS and window scale options, the options in the order sent (p0f v3's
+    /// `olayout`, e.g. `mss,sok,ts,nop,ws`), the IPv4 don't-fragment bit, a p0f-v3-like
+    /// signature (`ver:ittl:olen:mss:wsize,scale:olayout:quirks:pclass`), and the Mirai
+    /// scanner marker (an IPv4 SYN whose sequence number is its destination address).
+    #[serde(rename = "tcp.syn")]
+    TcpSyn {
+        ttl: u8,
+        ittl: u8,
+        window: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mss: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wscale: Option<u8>,
+        options: String,
+        df: bool,
+        signature: String,
+        mirai: bool,
+    },
     /// On a multi-protocol port: the persona this connection got, and why (`detected`: the
     /// client spoke first in `protocol`; `silent`: it said nothing, the default persona;
-    /// `adaptive`: it said nothing, its source's turn).
+    /// `adaptive`: it said nothing, its source's turn). `tls`: the client opened with TLS and
+    /// `protocol` is what it spoke inside (`tls` if nothing).
     #[serde(rename = "session.dispatch")]
     Dispatch {
         persona: String,
         reason: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         protocol: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        tls: bool,
     },
     /// What the client spoke, from its first bytes (`silent` if it sent nothing), whether it
     /// spoke before the server, and if not, how it answered the server's greeting: `silent`,
@@ -314,6 +342,8 @@ impl EventKind {
             EventKind::FileFetchFailed { .. } => "session.file_download.failed",
             EventKind::FileWrite { .. } => "session.file_write",
             EventKind::TelnetOptions { .. } => "client.telnet_options",
+            EventKind::ClientName { .. } => "client.name",
+            EventKind::TcpSyn { .. } => "tcp.syn",
             EventKind::Dispatch { .. } => "session.dispatch",
             EventKind::Classified { .. } => "session.classified",
             EventKind::ClientVersion { .. } => "client.version",
@@ -741,6 +771,32 @@ mod tests {
             EventKind::TelnetOptions {
                 pattern: "WONT ECHO,WILL NAWS,SB NAWS 80x24".into(),
             },
+            EventKind::ClientName {
+                name: "paramiko 3.x".into(),
+                by: "ssh.version".into(),
+            },
+            EventKind::TcpSyn {
+                ttl: 52,
+                ittl: 64,
+                window: 64240,
+                mss: Some(1460),
+                wscale: Some(7),
+                options: "mss,sok,ts,nop,ws".into(),
+                df: true,
+                signature: "4:64:0:1460:64240,7:mss,sok,ts,nop,ws:df,id+:0".into(),
+                mirai: false,
+            },
+            EventKind::TcpSyn {
+                ttl: 64,
+                ittl: 64,
+                window: 29218,
+                mss: None,
+                wscale: None,
+                options: String::new(),
+                df: false,
+                signature: "4:64:0:0:29218,0:::0".into(),
+                mirai: true,
+            },
             EventKind::TlsClientHello {
                 ja3: "ab".repeat(16),
                 ja3_string: "771,4865,0-10,29,0".into(),
@@ -753,6 +809,13 @@ mod tests {
                 persona: "openssh".into(),
                 reason: "detected".into(),
                 protocol: Some("ssh".into()),
+                tls: false,
+            },
+            EventKind::Dispatch {
+                persona: "web".into(),
+                reason: "detected".into(),
+                protocol: Some("http".into()),
+                tls: true,
             },
             EventKind::Classified {
                 protocol: "telnet".into(),

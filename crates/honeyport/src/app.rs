@@ -65,10 +65,14 @@ impl RunReport {
 }
 
 /// Binds every listener, opens the store and starts serving.
-pub async fn start(cfg: Config, data_dir: &Path) -> anyhow::Result<Running> {
+pub async fn start(mut cfg: Config, data_dir: &Path) -> anyhow::Result<Running> {
     let sensor_name = cfg.sensor.clone();
     let storage = cfg.storage.clone();
     let downloads = cfg.downloads.clone();
+    let tagger = cfg
+        .tagger
+        .take()
+        .map(|t| crate::classify::tagger::Tagger::new(&t));
     for l in &cfg.listeners {
         for p in std::iter::once(&l.persona).chain(l.alternatives.iter().map(|(_, p)| p)) {
             p.prepare(data_dir, cfg.limits.idle_timeout)
@@ -82,7 +86,7 @@ pub async fn start(cfg: Config, data_dir: &Path) -> anyhow::Result<Running> {
         sensor = sensor.with_fetcher(f);
     }
     let bound = sensor.bound();
-    let (events, pipeline) = Pipeline::start(data_dir, &storage, &sensor_name)?;
+    let (events, pipeline) = Pipeline::start(data_dir, &storage, &sensor_name, tagger)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = sensor

@@ -14,17 +14,28 @@
 //! - [`pipeline`]: bounded event queue -> writer thread -> sinks; backpressure and loss counts
 //! - [`sink`]: SQLite (store of record) and rotating JSON lines
 //! - [`store`]: the read side: schema and queries for the CLI
+//! - [`rollup`]: per day, port and sensor counts (records, sources, targets), kept as sessions
+//!   are written
+//! - [`report`]: top ports, port history and trend, rising ports
+//! - [`import`]: `honeyport import`, cowrie, firewall and tcp-honeypot logs into the store
 //! - [`app`]: wiring used by `honeyport run` and the tests
+//! - [`benchdata`]: `honeyport bench-data`, a realistic synthetic store for report benchmarks
+//! - [`demo`]: `honeyport demo`, a synthetic scanner mix against the default config, explained
 //!
 //! Events themselves are defined in the `honeyport-event` crate.
 
 pub mod app;
+pub mod benchdata;
 pub mod classify;
 pub mod config;
+pub mod demo;
 pub mod fetch;
+pub mod import;
 pub mod listener;
 pub mod persona;
 pub mod pipeline;
+pub mod report;
+pub mod rollup;
 pub mod shell;
 pub mod sink;
 pub mod store;

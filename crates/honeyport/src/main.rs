@@ -61,6 +61,35 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Reports from the store: top ports, a port's history and trend, rising ports.
+    Report {
+        #[command(subcommand)]
+        cmd: honeyport::report::cli::ReportCmd,
+    },
+    /// What is going on on port N: what clients spoke, which software, what they tried, how
+    /// they answered each persona, with the numbers.
+    Explain(honeyport::report::cli::ExplainArgs),
+    /// Import other sensors' logs into the store (cowrie JSON, iptables firewall lines,
+    /// tcp-honeypot text logs); importing a file again adds nothing.
+    Import(honeyport::import::ImportArgs),
+    /// A first look in under a minute: the default config on loopback, a synthetic scanner
+    /// mix (telnet bots, SSH probes, SMTP and HTTP scans), then `explain` of the busiest port.
+    Demo {
+        /// The demo's own store (made fresh each time; never the sensor's data dir).
+        #[arg(long, default_value = "./honeyport-demo")]
+        dir: PathBuf,
+    },
+    /// Write a realistic synthetic store into the data dir, for benchmarking the reports:
+    /// Zipf-distributed ports and sources, brute forcing on telnet and SSH ports, HTTP scans,
+    /// and port 26 rising in the middle of the window.
+    BenchData {
+        #[arg(long, default_value_t = 1_000_000)]
+        sessions: u64,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        #[arg(long, default_value_t = 26)]
+        seed: u64,
+    },
     /// Print the built-in default config.
     DefaultConfig,
     /// Play a recorded session back: what the sensor sent (the peer's screen), in order, with
@@ -95,6 +124,33 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Marks a directory as the demo's, so a later demo may empty it.
+const DEMO_MARK: &str = ".honeyport-demo";
+
+/// Makes `dir` an empty demo store: created if missing; emptied if an earlier demo made it;
+/// refused if it holds anything else.
+fn fresh_demo_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty {
+            if !dir.join(DEMO_MARK).is_file() {
+                anyhow::bail!(
+                    "{} exists and is not a demo store; pass another --dir",
+                    dir.display()
+                );
+            }
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("emptying the old demo store {}", dir.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(DEMO_MARK),
+        b"made by honeyport demo; emptied by the next one\n",
+    )?;
+    Ok(())
 }
 
 fn load(config: Option<&Path>) -> Result<Validated, ConfigErrors> {
@@ -136,6 +192,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             evs.reverse();
             replay(&evs, speed, max_pause, input)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report { cmd } => {
+            let mut out = std::io::stdout().lock();
+            honeyport::report::cli::run(&cli.data_dir, &cmd, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Explain(a) => {
+            let mut out = std::io::stdout().lock();
+            honeyport::report::cli::explain(&cli.data_dir, &a, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Import(a) => {
+            let mut out = std::io::stdout().lock();
+            let ok = honeyport::import::run(&cli.data_dir, &a, &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Demo { dir } => {
+            fresh_demo_dir(&dir)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let mut out = std::io::stdout();
+            rt.block_on(honeyport::demo::run(&dir, &mut out))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BenchData {
+            sessions,
+            days,
+            seed,
+        } => {
+            let started = std::time::Instant::now();
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut last = std::time::Instant::now();
+            let w = honeyport::benchdata::generate(&cli.data_dir, sessions, days, seed, |n| {
+                if tty && last.elapsed() >= std::time::Duration::from_millis(200) {
+                    last = std::time::Instant::now();
+                    eprint!("\r{n} / {sessions} sessions");
+                }
+            })?;
+            if tty {
+                eprintln!();
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "bench-data: {} sessions, {} events over {days} days in {:.1} s ({:.0} sessions/s) into {}",
+                w.sessions,
+                w.events,
+                secs,
+                w.sessions as f64 / secs.max(1e-9),
+                cli.data_dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::DefaultConfig => {
@@ -210,7 +322,7 @@ fn render_summary(s: &honeyport::store::Summary) -> String {
     let opt =
         |k: &str, v: &Option<String>| v.as_ref().map(|v| format!(" {k}={v}")).unwrap_or_default();
     format!(
-        "# session {} listener={} persona={}{}{}{}{}{}{}{} logins={} (ok {}) commands={}{}{}",
+        "# session {} listener={} persona={}{}{}{}{}{}{}{}{}{} logins={} (ok {}) commands={}{}{}",
         s.session,
         s.listener,
         s.persona,
@@ -226,6 +338,8 @@ fn render_summary(s: &honeyport::store::Summary) -> String {
         ),
         opt("hassh", &s.hassh),
         opt("ja4", &s.ja4),
+        opt("syn", &s.syn),
+        opt("client_name", &s.client.as_ref().map(|v| format!("{v:?}"))),
         s.logins,
         s.logins_ok,
         s.commands,
@@ -456,6 +570,10 @@ fn render(ev: &Event) -> String {
             format!("\"{}\": {}", clip(&url.escaped()), clip(reason))
         }
         EventKind::TelnetOptions { pattern } => clip(pattern),
+        EventKind::ClientName { name, by } => format!("{} (by {by})", clip(name)),
+        EventKind::TcpSyn {
+            signature, mirai, ..
+        } => format!("{}{}", clip(signature), if *mirai { " mirai" } else { "" }),
         EventKind::TlsClientHello { ja3, ja4, sni, .. } => format!(
             "ja4={ja4} ja3={ja3}{}",
             sni.as_ref()
@@ -466,8 +584,10 @@ fn render(ev: &Event) -> String {
             persona,
             reason,
             protocol,
+            tls,
         } => format!(
-            "{persona} ({reason}{})",
+            "{persona} ({reason}{}{})",
+            if *tls { ": tls" } else { "" },
             protocol
                 .as_ref()
                 .map(|p| format!(": {p}"))

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use honeyport_event::Event;
 use tokio::sync::mpsc;
 
+use crate::classify::tagger::Tagger;
 use crate::config::Storage;
 use crate::sink::jsonl::JsonlSink;
 use crate::sink::sqlite::SqliteSink;
@@ -32,6 +33,9 @@ pub struct PipelineStats {
     pub stalls: AtomicU64,
     /// Write errors from a sink (each also logged).
     pub sink_errors: AtomicU64,
+    /// Events the tagger added (tags, client names), written beside the ones queued; not
+    /// counted in `sent` or `written`.
+    pub derived: AtomicU64,
 }
 
 /// The sending side, cloned into every session.
@@ -115,14 +119,17 @@ pub struct PipelineReport {
     pub dropped: u64,
     pub stalls: u64,
     pub sink_errors: u64,
+    pub derived: u64,
 }
 
 impl Pipeline {
-    /// Opens the sinks (SQLite in `data_dir`, optional JSON lines) and starts the writer.
+    /// Opens the sinks (SQLite in `data_dir`, optional JSON lines) and starts the writer, which
+    /// runs each batch through `tagger` (if any) before the sinks.
     pub fn start(
         data_dir: &Path,
         storage: &Storage,
         sensor: &str,
+        tagger: Option<Tagger>,
     ) -> anyhow::Result<(EventTx, Pipeline)> {
         std::fs::create_dir_all(data_dir)?;
         let mut sqlite = SqliteSink::open(
@@ -152,6 +159,7 @@ impl Pipeline {
         let handle = std::thread::Builder::new()
             .name("event-writer".into())
             .spawn(move || {
+                let mut tagger = tagger;
                 let mut batch: Vec<Event> = Vec::with_capacity(batch_max.min(4096));
                 while let Some(first) = rx.blocking_recv() {
                     batch.push(first);
@@ -161,8 +169,23 @@ impl Pipeline {
                             Err(_) => break,
                         }
                     }
-                    write_batch(&mut sqlite, jsonl.as_mut(), &batch, &st);
+                    let queued = batch.len();
+                    if let Some(t) = tagger.as_mut() {
+                        let n = t.observe(&mut batch);
+                        st.derived.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    write_batch(&mut sqlite, jsonl.as_mut(), &batch, queued, &st);
                     batch.clear();
+                }
+                if let Some(t) = &tagger {
+                    let s = t.stats();
+                    tracing::info!(
+                        derived = s.derived,
+                        duplicates = s.duplicates,
+                        untracked_sessions = s.untracked,
+                        evicted_sources = s.evicted_sources,
+                        "tagger"
+                    );
                 }
                 if let Some(j) = jsonl.as_mut() {
                     if let Err(e) = j.sync() {
@@ -210,13 +233,17 @@ fn report(st: &PipelineStats) -> PipelineReport {
         dropped: st.dropped.load(Ordering::Relaxed),
         stalls: st.stalls.load(Ordering::Relaxed),
         sink_errors: st.sink_errors.load(Ordering::Relaxed),
+        derived: st.derived.load(Ordering::Relaxed),
     }
 }
 
+/// Writes a batch; `queued` is how many of its events came from the queue (the rest were
+/// derived by the tagger), for the counters.
 fn write_batch(
     sqlite: &mut SqliteSink,
     jsonl: Option<&mut JsonlSink>,
     batch: &[Event],
+    queued: usize,
     st: &PipelineStats,
 ) {
     // SQLite is the store of record: retry a failed batch a few times (a locked database, a
@@ -242,9 +269,9 @@ fn write_batch(
         }
     }
     if ok {
-        st.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        st.written.fetch_add(queued as u64, Ordering::Relaxed);
     } else {
-        st.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        st.dropped.fetch_add(queued as u64, Ordering::Relaxed);
         tracing::error!(
             events = batch.len(),
             "sqlite sink: batch lost after retries"

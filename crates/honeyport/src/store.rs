@@ -73,10 +73,12 @@ pub const SUMMARY_COLUMNS: &[(&str, &str)] = &[
     ("hassh", "TEXT"),
     ("ja3", "TEXT"),
     ("ja4", "TEXT"),
+    ("syn", "TEXT"),
     ("logins", "INTEGER NOT NULL DEFAULT 0"),
     ("logins_ok", "INTEGER NOT NULL DEFAULT 0"),
     ("commands", "INTEGER NOT NULL DEFAULT 0"),
     ("tags", "TEXT"),
+    ("client", "TEXT"),
 ];
 
 /// Brings a store to the current schema: the summary columns and their indexes.
@@ -110,10 +112,14 @@ pub struct Summary {
     pub hassh: Option<String>,
     pub ja3: Option<String>,
     pub ja4: Option<String>,
+    /// The client's TCP SYN signature (`tcp.syn`'s `signature`).
+    pub syn: Option<String>,
     pub logins: i64,
     pub logins_ok: i64,
     pub commands: i64,
     pub tags: Vec<String>,
+    /// The first client name the tagger found (`client.name`).
+    pub client: Option<String>,
     pub reason: Option<String>,
 }
 
@@ -190,7 +196,7 @@ impl Store {
         };
         let r = self.conn.query_row(
             "SELECT listener, persona, served, protocol, client_first, after_banner, client_version,
-                    hassh, logins, logins_ok, commands, tags, reason, ja3, ja4
+                    hassh, logins, logins_ok, commands, tags, reason, ja3, ja4, syn, client
              FROM sessions WHERE session = ?1",
             [key],
             |r| {
@@ -214,6 +220,8 @@ impl Store {
                     reason: r.get(12)?,
                     ja3: r.get(13)?,
                     ja4: r.get(14)?,
+                    syn: r.get("syn")?,
+                    client: r.get("client")?,
                 })
             },
         );

@@ -4,8 +4,11 @@
 //!   with its test vectors.
 //! - [`tls`]: the raw TLS ClientHello (read before rustls sees the stream): SNI, ALPN, and
 //!   the JA3 and JA4 client fingerprints.
+//! - [`tagger`]: tags (exploit rules, brute force, Mirai, scanners) and client names derived
+//!   from each session's events, in the writer thread.
 
 pub mod detect;
+pub mod tagger;
 pub mod tls;
 
 use honeyport_event::EventKind;

@@ -113,6 +113,24 @@ pub struct ClassifyRaw {
     /// Classify every session from its first bytes (`session.classified`, the summary row's
     /// protocol). Default true; off only to measure what it costs.
     pub sessions: Option<bool>,
+    /// Record every TCP session's SYN fingerprint (`tcp.syn`: TTL, window, options, p0f-like
+    /// signature, Mirai marker; the summary row's `syn`), from Linux's saved SYN. Default
+    /// true; where the kernel does not keep SYNs, sessions simply have no `tcp.syn`.
+    pub syn: Option<bool>,
+    /// Tag sessions and name clients (`rule.match` tags, `client.name`; see
+    /// [`crate::classify::tagger`]). Default true.
+    pub tags: Option<bool>,
+    /// Extra exploit rules (a TOML file in the format of the built-in `data/rules.toml`),
+    /// used in addition to the built-in ones. Default: none.
+    pub rules: Option<String>,
+    /// Extra known clients (a TOML file in the format of the built-in `data/clients.toml`),
+    /// tried before the built-in ones. Default: none.
+    pub clients: Option<String>,
+    /// Logins (failed or not, any session, any port) from one source within
+    /// `brute_force_window` that make it a brute-forcer (tag `brute_force`). Default 10.
+    pub brute_force_attempts: Option<u64>,
+    /// The sliding window for `brute_force_attempts`. Default "1h".
+    pub brute_force_window: Option<NumOrStr>,
 }
 
 /// One `[[listeners]]` entry.
@@ -131,7 +149,8 @@ pub struct ListenerRaw {
     pub persona: String,
     /// Only these sources (CIDRs or addresses) get an answer; others are recorded and closed.
     pub allow: Option<Vec<String>>,
-    /// Wrap TCP sessions in TLS.
+    /// Wrap TCP sessions in TLS. On a multi-protocol port (`personas`), only the clients that
+    /// open with a TLS ClientHello get it; what they send inside picks the persona.
     pub tls: Option<TlsRaw>,
     /// Persona fields to override for this listener only. The persona is copied, never changed.
     #[serde(rename = "override")]
@@ -391,6 +410,10 @@ pub struct Config {
     pub downloads: Option<crate::fetch::Downloads>,
     /// Classify every session (`[classify] sessions`).
     pub classify_sessions: bool,
+    /// Record each TCP session's SYN fingerprint (`[classify] syn`).
+    pub classify_syn: bool,
+    /// The tagger (`[classify] tags`, `rules`, `clients`, `brute_force_*`); `None` when off.
+    pub tagger: Option<crate::classify::tagger::TaggerSpec>,
     pub listeners: Vec<ListenerSpec>,
 }
 
@@ -401,6 +424,7 @@ pub struct Validated {
     limits: Limits,
     storage: Storage,
     downloads: Option<crate::fetch::Downloads>,
+    tagger: Option<crate::classify::tagger::TaggerSpec>,
     listeners: Vec<ListenerPlan>,
 }
 
@@ -568,6 +592,7 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
     let limits = validate_limits(&raw.limits, p);
     let storage = validate_storage(&raw.storage, p);
     let downloads = raw.downloads.validate(p);
+    let tagger = crate::classify::tagger::validate_config(&raw.classify, base_dir, p);
     if let Some(s) = &raw.sensor {
         if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control()) {
             p.at("sensor", "sensor name must be 1-128 printable characters");
@@ -702,12 +727,6 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
                     "a multi-protocol port is TCP only",
                 );
             }
-            if l.tls.is_some() {
-                p.at(
-                    &format!("{at}.personas"),
-                    "a multi-protocol port cannot be TLS-wrapped (its personas choose)",
-                );
-            }
             for (j, n) in list.iter().enumerate() {
                 if n == &l.persona || list[..j].contains(n) {
                     p.at(
@@ -825,6 +844,7 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
         limits,
         storage,
         downloads,
+        tagger,
         listeners: plans,
     }
 }
@@ -1084,6 +1104,8 @@ impl Validated {
             storage: self.storage,
             downloads: self.downloads,
             classify_sessions: self.raw.classify.sessions.unwrap_or(true),
+            classify_syn: self.raw.classify.syn.unwrap_or(true),
+            tagger: self.tagger,
             listeners,
         })
     }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::udp::UdpFlow;
 use super::Shared;
+use crate::classify::tls::ClientHello;
 
 /// Why a session ends; returned by every `Conn` call that can end it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +86,7 @@ thread_local! {
 }
 
 impl Io {
-    async fn read(&mut self, cap: usize) -> io::Result<Vec<u8>> {
+    pub(crate) async fn read(&mut self, cap: usize) -> io::Result<Vec<u8>> {
         match self {
             Io::Tcp(s) => loop {
                 s.readable().await?;
@@ -166,6 +167,11 @@ pub struct Conn {
     first_in: Vec<u8>,
     /// The server spoke before the peer did.
     server_first: bool,
+    /// Bytes already taken from the connection but not yet given to the persona (read while
+    /// a multi-protocol port looked inside TLS for the protocol); `read` returns them first.
+    pending: Vec<u8>,
+    /// A TLS ClientHello at the start of a plain connection was fingerprinted (or cannot be).
+    hello_done: bool,
 }
 
 /// Bytes of the peer's input kept for classification.
@@ -183,7 +189,25 @@ impl Conn {
             bytes_out: 0,
             first_in: Vec::new(),
             server_first: false,
+            pending: Vec::new(),
+            hello_done: false,
         }
+    }
+
+    /// Puts bytes read from the connection before the persona started (see `pending`) back in
+    /// front of what it reads next. They are recorded when the persona reads them.
+    pub(crate) fn unread(&mut self, data: Vec<u8>) {
+        debug_assert!(self.pending.is_empty());
+        self.pending = data;
+    }
+
+    /// Takes up to `cap` of the pending bytes, if there are any.
+    fn take_pending(&mut self, cap: usize) -> Option<Vec<u8>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let rest = self.pending.split_off(cap.min(self.pending.len()));
+        Some(std::mem::replace(&mut self.pending, rest))
     }
 
     pub fn transport(&self) -> Transport {
@@ -217,6 +241,17 @@ impl Conn {
         };
         let (deadline, is_session_deadline) = self.idle_deadline();
         let hard_stop = self.shared.hard_stop.clone();
+        // The ClientHello as sent, for JA3/JA4 (STARTTLS clients are fingerprinted too).
+        let mut buf = vec![0u8; crate::classify::tls::MAX_HELLO.min(self.shared.limits.max_read)];
+        match Box::pin(peek_hello(&stream, &mut buf, 0, deadline, &hard_stop)).await {
+            Ok((_, Some(h))) => self.emit(hello_kind(&h)).await,
+            Ok((_, None)) => {}
+            Err(e) if e.reason == EndReason::IdleTimeout && is_session_deadline => {
+                return Err(End::limit("max_session"))
+            }
+            Err(e) => return Err(e),
+        }
+        drop(buf);
         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
         // Boxed: the handshake state is large and only STARTTLS sessions need it.
         let accept = Box::pin(acceptor.accept(stream));
@@ -288,6 +323,10 @@ impl Conn {
         // timeout is ever polled, so a peer that keeps the buffer full would outlive it.
         self.check_session_deadline()?;
         let cap = self.cap()?;
+        if let Some(data) = self.take_pending(cap) {
+            self.record_input(&data).await;
+            return Ok(data);
+        }
         let (deadline, is_session_deadline) = self.idle_deadline();
         let hard_stop = self.shared.hard_stop.clone();
         let r = tokio::select! {
@@ -319,6 +358,10 @@ impl Conn {
             Ok(c) => c,
             Err(_) => return Ok(None),
         };
+        if let Some(data) = self.take_pending(cap) {
+            self.record_input(&data).await;
+            return Ok(Some(data));
+        }
         // A zero timeout still polls the read once: it returns data only if it is ready.
         match tokio::time::timeout(Duration::ZERO, self.io.read(cap)).await {
             Ok(Ok(d)) if !d.is_empty() => {
@@ -336,8 +379,18 @@ impl Conn {
     }
 
     async fn record_input(&mut self, data: &[u8]) {
-        if self.first_in.len() < FIRST_KEPT {
-            let take = (FIRST_KEPT - self.first_in.len()).min(data.len());
+        // A TLS ClientHello on a plain connection (TLS sent to a persona that does not speak
+        // it): kept whole, up to two records, for its fingerprints.
+        let plain_tls = !self.hello_done
+            && matches!(self.io, Io::Tcp(_))
+            && self.first_in.first().or(data.first()) == Some(&0x16);
+        let kept = if plain_tls {
+            crate::classify::tls::MAX_HELLO
+        } else {
+            FIRST_KEPT
+        };
+        if self.first_in.len() < kept {
+            let take = (kept - self.first_in.len()).min(data.len());
             self.first_in.extend_from_slice(&data[..take]);
         }
         self.bytes_in += data.len() as u64;
@@ -346,6 +399,21 @@ impl Conn {
             len: data.len() as u64,
         })
         .await;
+        if plain_tls {
+            match crate::classify::tls::parse(&self.first_in) {
+                crate::classify::tls::Parse::NeedMore if self.first_in.len() < kept => {}
+                crate::classify::tls::Parse::Hello(h) => {
+                    self.hello_done = true;
+                    self.emit(hello_kind(&h)).await;
+                }
+                _ => self.hello_done = true,
+            }
+            if self.hello_done {
+                // Back to the classification prefix only.
+                self.first_in.truncate(FIRST_KEPT);
+                self.first_in.shrink_to_fit();
+            }
+        }
     }
 
     /// Sends bytes to the peer, within the idle timeout; recorded as `session.output`. For UDP
@@ -513,6 +581,71 @@ impl Conn {
     /// Closes the connection (TLS close_notify, TCP FIN), bounded by a short deadline.
     pub(crate) async fn close(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.close()).await;
+    }
+}
+
+/// The `tls.client_hello` event: the fingerprints of a ClientHello as the client sent it.
+pub(crate) fn hello_kind(h: &ClientHello) -> EventKind {
+    EventKind::TlsClientHello {
+        ja3: h.ja3(),
+        ja3_string: h.ja3_string(),
+        ja4: h.ja4(),
+        ja4_r: h.ja4_raw(),
+        sni: h.sni.clone(),
+        alpn: h.alpn.iter().map(|a| Payload(a.clone())).collect(),
+    }
+}
+
+/// How long the rest of a ClientHello may take once its first bytes are there.
+const HELLO_REST: Duration = Duration::from_secs(2);
+
+/// Peeks (never reads: rustls gets the untouched stream) until a whole ClientHello is in
+/// `buf`, it cannot be one, `buf` is full, or the deadline passes. `n` bytes were peeked
+/// already; with none, waits for the first. Returns the bytes peeked and the hello if it
+/// parsed; an error only when nothing at all arrived.
+pub(crate) async fn peek_hello(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    mut n: usize,
+    deadline: Instant,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(usize, Option<Box<ClientHello>>), End> {
+    use crate::classify::tls::{parse, Parse};
+    let mut deadline = deadline;
+    if n > 0 {
+        deadline = deadline.min(Instant::now() + HELLO_REST);
+    }
+    loop {
+        if n > 0 {
+            match parse(&buf[..n]) {
+                Parse::NeedMore if n < buf.len() => {}
+                Parse::Hello(h) => return Ok((n, Some(h))),
+                _ => return Ok((n, None)),
+            }
+            // More of the hello is on its way: look again shortly (a peek cannot wait for
+            // bytes beyond those already there).
+            tokio::select! {
+                _ = stop.cancelled() => return Err(End::new(EndReason::Shutdown)),
+                _ = tokio::time::sleep_until(deadline) => return Ok((n, None)),
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+        let r = tokio::select! {
+            _ = stop.cancelled() => return Err(End::new(EndReason::Shutdown)),
+            r = tokio::time::timeout_at(deadline, stream.peek(buf)) => r,
+        };
+        match r {
+            Ok(Ok(m)) if m > 0 => {
+                if n == 0 {
+                    deadline = deadline.min(Instant::now() + HELLO_REST);
+                }
+                n = n.max(m);
+            }
+            _ if n > 0 => return Ok((n, None)),
+            Err(_) => return Err(End::new(EndReason::IdleTimeout)),
+            Ok(Err(e)) => return Err(io_end(&e)),
+            Ok(Ok(_)) => return Err(End::new(EndReason::PeerClosed)),
+        }
     }
 }
 

@@ -7,6 +7,11 @@
 //! `adaptive`, its source's turn: a source that left silently after one persona's greeting gets
 //! the next persona on its next connection, and one that answered keeps what it got. So one
 //! port-26 listener answers SSH scanners, SMTP probes and telnet bots that wait for a prompt.
+//!
+//! With `tls` set on such a port, a client that opens with a TLS ClientHello gets the
+//! handshake (its JA3/JA4 recorded first), then its first decrypted bytes pick the persona the
+//! same way: HTTPS gets the http persona, implicit-TLS SMTP the smtp one. A client quiet after
+//! the handshake (`openssl s_client`) gets the default persona, over TLS.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::Io;
 use crate::classify::detect::{detect, text_or_binary, Proto, Verdict, MAX_NEED};
 use crate::config::Dispatch;
 use crate::persona::Persona;
@@ -100,6 +106,49 @@ impl Dispatcher {
                 }
                 // Spoke, but not enough to tell before the deadline.
                 Verdict::NeedMore => return (0, Why::Detected(text_or_binary(&buf[..n]))),
+            }
+        }
+    }
+
+    /// After a TLS handshake on this port: reads the client's first decrypted bytes (up to
+    /// `dispatch_wait`) and picks the persona that speaks their protocol. Returns the bytes
+    /// read, which go back in front of the persona's reads. A client quiet after the
+    /// handshake gets the default persona (`Detected(Tls)`: it did speak first, in TLS).
+    pub(crate) async fn choose_in_tls(
+        &self,
+        io: &mut Io,
+        stop: &CancellationToken,
+    ) -> (usize, Why, Vec<u8>) {
+        let deadline = Instant::now() + self.cfg.wait;
+        let mut got = Vec::new();
+        loop {
+            let r = tokio::select! {
+                r = tokio::time::timeout_at(deadline, io.read(MAX_NEED - got.len())) => r,
+                _ = stop.cancelled() => return (0, Why::Detected(Proto::Tls), got),
+            };
+            match r {
+                Ok(Ok(d)) if !d.is_empty() => got.extend_from_slice(&d),
+                // Quiet, closed or an error: what was said (if anything) decides.
+                _ if got.is_empty() => return (0, Why::Detected(Proto::Tls), got),
+                _ => return (0, Why::Detected(text_or_binary(&got)), got),
+            }
+            match detect(&got) {
+                Verdict::Known(p) => {
+                    // A persona that runs its own stack on the raw socket (SSH) cannot be
+                    // served inside TLS.
+                    let i = self
+                        .personas
+                        .iter()
+                        .position(|(_, persona)| persona.speaks(p) && !persona.needs_raw_tcp())
+                        .unwrap_or(0);
+                    return (i, Why::Detected(p), got);
+                }
+                Verdict::Unknown(p) => return (0, Why::Detected(p), got),
+                Verdict::NeedMore if got.len() < MAX_NEED => {}
+                Verdict::NeedMore => {
+                    let p = text_or_binary(&got);
+                    return (0, Why::Detected(p), got);
+                }
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod dispatch;
+pub mod syn;
 pub mod udp;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::classify::detect::Proto;
 use crate::config::{Config, Limits};
 use crate::persona::Persona;
 use crate::pipeline::EventTx;
@@ -136,6 +138,8 @@ struct BoundSocket {
     rt: Arc<ListenerRt>,
     local: SocketAddr,
     sock: Bound,
+    /// The kernel keeps this TCP socket's SYNs (see [`syn`]).
+    save_syn: bool,
 }
 
 /// What one bound socket is, for printing and tests.
@@ -166,7 +170,9 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-fn bind_socket(t: Transport, addr: SocketAddr) -> std::io::Result<Socket> {
+/// Binds (and for TCP, listens). With `save_syn`, a TCP socket asks the kernel to keep each
+/// connection's SYN; the second value says whether it does.
+fn bind_socket(t: Transport, addr: SocketAddr, save_syn: bool) -> std::io::Result<(Socket, bool)> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -186,10 +192,23 @@ fn bind_socket(t: Transport, addr: SocketAddr) -> std::io::Result<Socket> {
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
+    let mut saving = false;
     if t == Transport::Tcp {
+        if save_syn {
+            // Not Linux, or refused: sessions just have no `tcp.syn`.
+            match syn::enable(&s) {
+                Ok(()) => saving = true,
+                Err(e) => {
+                    static ONCE: std::sync::Once = std::sync::Once::new();
+                    ONCE.call_once(|| {
+                        tracing::debug!(error = %e, "TCP_SAVE_SYN unavailable: no tcp.syn events");
+                    });
+                }
+            }
+        }
         s.listen(4096)?;
     }
-    Ok(s)
+    Ok((s, saving))
 }
 
 impl Sensor {
@@ -222,7 +241,7 @@ impl Sensor {
                     addr,
                     source,
                 };
-                let s = bind_socket(t, addr).map_err(err)?;
+                let (s, save_syn) = bind_socket(t, addr, cfg.classify_syn).map_err(err)?;
                 let sock = match t {
                     Transport::Tcp => Bound::Tcp(TcpListener::from_std(s.into()).map_err(err)?),
                     Transport::Udp => {
@@ -242,6 +261,7 @@ impl Sensor {
                     rt: rt.clone(),
                     local,
                     sock,
+                    save_syn,
                 });
             }
         }
@@ -298,7 +318,7 @@ impl Sensor {
         for s in self.sockets {
             let sh = shared.clone();
             loops.push(match s.sock {
-                Bound::Tcp(l) => tokio::spawn(accept_loop(sh, s.rt, l)),
+                Bound::Tcp(l) => tokio::spawn(accept_loop(sh, s.rt, l, s.save_syn)),
                 Bound::Udp(u) => tokio::spawn(udp_loop(sh, s.rt, u, s.local)),
             });
         }
@@ -336,7 +356,12 @@ pub struct ServeReport {
     pub accept_errors: u64,
 }
 
-async fn accept_loop(shared: Arc<Shared>, rt: Arc<ListenerRt>, listener: TcpListener) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    rt: Arc<ListenerRt>,
+    listener: TcpListener,
+    save_syn: bool,
+) {
     let stop = shared.stop_accepting.clone();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -366,6 +391,15 @@ async fn accept_loop(shared: Arc<Shared>, rt: Arc<ListenerRt>, listener: TcpList
             },
         };
         backoff = Duration::from_millis(5);
+        // The client's SYN (the kernel hands it out once; one cheap getsockopt), parsed now so
+        // only the small result, boxed, goes to the session, which records it.
+        let syn = if save_syn {
+            syn::saved(&stream)
+                .and_then(|b| syn::parse(&b))
+                .map(Box::new)
+        } else {
+            None
+        };
         let _ = stream.set_nodelay(true);
         let local = match stream.local_addr() {
             Ok(a) => a,
@@ -382,8 +416,29 @@ async fn accept_loop(shared: Arc<Shared>, rt: Arc<ListenerRt>, listener: TcpList
         let guard = open_session(&shared, &rt, meta).await;
         let rt = rt.clone();
         shared.tracker.spawn(async move {
+            if let Some(syn) = syn {
+                // Boxed, like every once-only await: its state stays out of the session's task.
+                Box::pin(record_syn(&guard, *syn)).await;
+            }
             run_session(guard, rt, permit, SessionIo::Tcp(stream)).await;
         });
+    }
+}
+
+/// Records a TCP session's `tcp.syn` right after its `session.connect` (and, for a SYN with
+/// the Mirai marker, the `mirai.syn_seq` tag as a `rule.match`).
+async fn record_syn(guard: &CloseGuard, syn: syn::Syn) {
+    let shared = &guard.shared;
+    let ev = guard.meta.event(&shared.sensor, syn.event());
+    shared.events.send(ev).await;
+    if syn.mirai {
+        let tag = EventKind::RuleMatch {
+            rule: syn::MIRAI_RULE.into(),
+            action: "tag".into(),
+            match_len: 0,
+        };
+        let ev = guard.meta.event(&shared.sensor, tag);
+        shared.events.send(ev).await;
     }
 }
 
@@ -521,7 +576,9 @@ impl Drop for CloseGuard {
 async fn open_session(shared: &Arc<Shared>, rt: &ListenerRt, meta: SessionMeta) -> CloseGuard {
     shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
     shared.stats.open.fetch_add(1, Ordering::Relaxed);
-    let tls = rt.tls.is_some() && meta.transport == Transport::Tcp;
+    // A multi-protocol port's TLS depends on what the client sends: known after dispatch
+    // (`session.dispatch`, `tls.handshake`).
+    let tls = rt.tls.is_some() && rt.dispatcher.is_none() && meta.transport == Transport::Tcp;
     let connect = meta.event(
         &shared.sensor,
         EventKind::Connect {
@@ -567,9 +624,15 @@ async fn run_session(
     if let (Some(d), SessionIo::Tcp(stream)) = (&rt.dispatcher, &io) {
         dispatched = Some(Box::pin(d.choose(stream, meta.src.ip(), &shared.hard_stop)).await);
     }
-    let io = match io {
+    // TLS: always on a TLS listener; on a multi-protocol port with `tls`, only for a client
+    // that opened with a ClientHello.
+    let acceptor = match (&rt.tls, dispatched) {
+        (Some(a), None) | (Some(a), Some((_, dispatch::Why::Detected(Proto::Tls)))) => Some(a),
+        _ => None,
+    };
+    let mut io = match io {
         SessionIo::Udp(f) => Io::Udp(f),
-        SessionIo::Tcp(stream) => match &rt.tls {
+        SessionIo::Tcp(stream) => match acceptor {
             None => Io::Tcp(stream),
             // Boxed: the handshake's state is large and plain-TCP sessions never need it, so
             // it must not live inside every session's task (idle connections stay small).
@@ -584,7 +647,15 @@ async fn run_session(
             }
         },
     };
+    // Inside TLS on a multi-protocol port: the decrypted first bytes pick the persona.
+    let mut early = Vec::new();
+    if let (Some(d), Some(_)) = (&rt.dispatcher, acceptor) {
+        let (i, why, got) = Box::pin(d.choose_in_tls(&mut io, &shared.hard_stop)).await;
+        dispatched = Some((i, why));
+        early = got;
+    }
     let mut conn = Conn::new(io, meta, shared.clone(), started);
+    conn.unread(early);
     let persona = match (&rt.dispatcher, dispatched) {
         (Some(d), Some((i, why))) => {
             let (name, persona) = &d.personas[i];
@@ -594,6 +665,7 @@ async fn run_session(
                 persona: name.clone(),
                 reason: why.reason().to_string(),
                 protocol: why.protocol().map(|p| p.name().to_string()),
+                tls: conn.is_tls(),
             }))
             .await;
             persona
@@ -734,34 +806,12 @@ async fn tls_accept(
     }
     // The ClientHello as the client sent it (rustls hides extension order): peeked whole, its
     // fingerprints recorded, then the untouched stream goes to rustls.
-    let mut n = peeked;
-    let hello = loop {
-        match crate::classify::tls::parse(&peek_buf[..n]) {
-            crate::classify::tls::Parse::NeedMore if n < peek_buf.len() => {}
-            crate::classify::tls::Parse::Hello(h) => break Some(h),
-            _ => break None,
-        }
-        tokio::select! {
-            _ = hard_stop.cancelled() => return Err((End::new(EndReason::Shutdown), 0)),
-            _ = tokio::time::sleep_until(deadline) => break None,
-            _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
-        }
-        match stream.peek(&mut peek_buf).await {
-            Ok(m) if m > n => n = m,
-            Ok(_) => {}
-            Err(_) => break None,
-        }
-    };
+    let (n, hello) = conn::peek_hello(&stream, &mut peek_buf, peeked, deadline, &hard_stop)
+        .await
+        .map_err(|e| (e, 0))?;
     peek_buf.truncate(n);
     if let Some(h) = hello {
-        let kind = EventKind::TlsClientHello {
-            ja3: h.ja3(),
-            ja3_string: h.ja3_string(),
-            ja4: h.ja4(),
-            ja4_r: h.ja4_raw(),
-            sni: h.sni.clone(),
-            alpn: h.alpn.iter().map(|a| Payload(a.clone())).collect(),
-        };
+        let kind = conn::hello_kind(&h);
         shared.events.send(meta.event(&shared.sensor, kind)).await;
     }
     let result = tokio::select! {

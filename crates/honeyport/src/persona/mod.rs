@@ -240,6 +240,12 @@ impl Persona {
         )
     }
 
+    /// The persona runs its own protocol stack on the raw TCP socket ([`Conn::take_tcp`]), so
+    /// it cannot serve a connection inside TLS.
+    pub fn needs_raw_tcp(&self) -> bool {
+        matches!(self, Persona::Ssh(_))
+    }
+
     /// The protocol the persona speaks, when it is one the detector names (not scripted).
     pub fn protocol(&self) -> Option<crate::classify::detect::Proto> {
         use crate::classify::detect::Proto;

@@ -28,6 +28,8 @@ impl SqliteSink {
         )?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
+        let mut conn = conn;
+        crate::rollup::migrate(&mut conn)?;
         Ok(SqliteSink { conn, run_id: None })
     }
 
@@ -75,6 +77,8 @@ impl SqliteSink {
             // The summary columns, kept up to date as the events arrive.
             let mut served =
                 tx.prepare_cached("UPDATE sessions SET served = ?2 WHERE session = ?1")?;
+            // A multi-protocol port knows only after the handshake that a session is TLS.
+            let mut tls = tx.prepare_cached("UPDATE sessions SET tls = 1 WHERE session = ?1")?;
             let mut classified = tx.prepare_cached(
                 "UPDATE sessions SET protocol = ?2, client_first = ?3, after_banner = ?4 WHERE session = ?1",
             )?;
@@ -84,11 +88,15 @@ impl SqliteSink {
                 tx.prepare_cached("UPDATE sessions SET hassh = ?2 WHERE session = ?1")?;
             let mut ja =
                 tx.prepare_cached("UPDATE sessions SET ja3 = ?2, ja4 = ?3 WHERE session = ?1")?;
+            let mut syn = tx.prepare_cached("UPDATE sessions SET syn = ?2 WHERE session = ?1")?;
             let mut login = tx.prepare_cached(
                 "UPDATE sessions SET logins = logins + 1, logins_ok = logins_ok + ?2 WHERE session = ?1",
             )?;
             let mut command = tx
                 .prepare_cached("UPDATE sessions SET commands = commands + 1 WHERE session = ?1")?;
+            let mut client = tx.prepare_cached(
+                "UPDATE sessions SET client = COALESCE(client, ?2) WHERE session = ?1",
+            )?;
             let mut tag = tx.prepare_cached(
                 "UPDATE sessions SET tags = CASE WHEN tags IS NULL THEN ?2
                      WHEN instr(',' || tags || ',', ',' || ?2 || ',') > 0 OR length(tags) > ?3 THEN tags
@@ -108,7 +116,7 @@ impl SqliteSink {
                         persona,
                         tls,
                     } => {
-                        start.execute(params![
+                        let new = start.execute(params![
                             sid,
                             ev.sensor,
                             ts,
@@ -121,6 +129,21 @@ impl SqliteSink {
                             persona,
                             *tls
                         ])?;
+                        // The day's per-port counts (records, sources, targets), once per
+                        // session (a session written again, e.g. re-imported, is not new).
+                        if new == 1 {
+                            crate::rollup::record(
+                                &tx,
+                                &crate::rollup::Record {
+                                    ts_micros: ts,
+                                    sensor: &ev.sensor,
+                                    udp: ev.transport == honeyport_event::Transport::Udp,
+                                    port: ev.dst_port,
+                                    src: ev.src_ip,
+                                    dst: ev.dst_ip,
+                                },
+                            )?;
+                        }
                     }
                     EventKind::Closed {
                         duration,
@@ -142,6 +165,9 @@ impl SqliteSink {
                     EventKind::Dispatch { persona, .. } => {
                         served.execute(params![sid, persona])?;
                     }
+                    EventKind::TlsHandshake { .. } => {
+                        tls.execute(params![sid])?;
+                    }
                     EventKind::Classified {
                         protocol,
                         client_first,
@@ -158,6 +184,9 @@ impl SqliteSink {
                     EventKind::TlsClientHello { ja3, ja4, .. } => {
                         ja.execute(params![sid, ja3, ja4])?;
                     }
+                    EventKind::TcpSyn { signature, .. } => {
+                        syn.execute(params![sid, signature])?;
+                    }
                     EventKind::LoginFailed { .. } => {
                         login.execute(params![sid, 0])?;
                     }
@@ -167,11 +196,17 @@ impl SqliteSink {
                     EventKind::CommandInput { .. } => {
                         command.execute(params![sid])?;
                     }
+                    EventKind::ClientName { name, .. } => {
+                        client.execute(params![sid, name])?;
+                    }
                     EventKind::RuleMatch { rule, action, .. } if action == "tag" => {
                         tag.execute(params![sid, rule, MAX_TAGS_LEN as i64])?;
                     }
                     _ => {}
                 }
+                // What the event says about its port, for reports (after the summary row
+                // above is up to date).
+                crate::rollup::on_event(&tx, ev, sid)?;
                 let json = serde_json::to_string(&ev.kind)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
                 ins.execute(params![ev.v, ts, sid, ev.kind.eventid(), json])?;

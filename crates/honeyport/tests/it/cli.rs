@@ -153,8 +153,8 @@ persona = "p"
     let all = run(&["--limit", "1000"]);
     assert_eq!(
         all.len(),
-        3 * 5,
-        "connect, input, output, classified, closed per session"
+        3 * 6,
+        "connect, tcp.syn, input, output, classified, closed per session"
     );
     assert!(
         all.windows(2).all(|w| w[0].timestamp >= w[1].timestamp),
@@ -163,18 +163,18 @@ persona = "p"
     assert!(matches!(all[0].kind, EventKind::Closed { .. }));
 
     let port_a = run(&["--port", &a.port().to_string()]);
-    assert_eq!(port_a.len(), 10);
+    assert_eq!(port_a.len(), 12);
     assert!(port_a.iter().all(|e| e.dst_port == a.port()));
 
     let from2 = run(&["--src", "127.0.0.2"]);
-    assert_eq!(from2.len(), 5);
+    assert_eq!(from2.len(), 6);
     assert!(from2
         .iter()
         .any(|e| matches!(&e.kind, EventKind::Input { data, .. } if data.0 == b"two\r\n")));
 
     let sid = from2[0].session.to_string();
     let one = run(&["--session", &sid]);
-    assert_eq!(one.len(), 5);
+    assert_eq!(one.len(), 6);
     assert!(one.iter().all(|e| e.session.0 == sid));
 
     assert_eq!(run(&["--limit", "2"]).len(), 2);
@@ -193,7 +193,7 @@ persona = "p"
         head.starts_with(&format!("# session {sid} ")) && head.contains(" protocol=unknown-text"),
         "{head}"
     );
-    assert_eq!(rest.lines().count(), 5);
+    assert_eq!(rest.lines().count(), 6);
     assert!(
         text.contains("session.input") && text.contains("\"two\\r\\n\""),
         "{text}"
@@ -328,4 +328,50 @@ persona = "p"
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no session"));
+}
+
+#[test]
+fn demo_drives_a_scanner_mix_and_explains_the_busiest_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("demo");
+    let run = || {
+        Command::new(bin())
+            .args(["demo", "--dir"])
+            .arg(&store)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Every client connection worked and every event was stored.
+    assert!(text.contains(" (0 failed); "), "{text}");
+    assert!(text.contains(" stored, 0 lost"), "{text}");
+    // The busiest port is the telnet one, and the explanation says what the bots did.
+    assert!(text.contains("Clients spoke: telnet "), "{text}");
+    for want in [
+        "brute_force",
+        "mirai.busybox_token",
+        "/bin/busybox ECCHI",
+        "http://203.0.113.7/bins/mirai.arm7",
+        "Example telnet session",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    // A second demo empties its own store first; a directory it did not make is refused.
+    assert!(run().status.success());
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), b"mine").unwrap();
+    let out = Command::new(bin())
+        .args(["demo", "--dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(other.join("keep.txt").exists());
 }

@@ -366,9 +366,13 @@ allow = ["127.0.0.2/32"]
     let tcp_denied = session_from(&sessions, denied.local_addr().unwrap());
     assert_eq!(
         tcp_denied.len(),
-        2,
-        "only connect and closed: {tcp_denied:#?}"
+        3,
+        "only connect, its SYN fingerprint and closed: {tcp_denied:#?}"
     );
+    assert!(matches!(
+        tcp_denied[1].kind,
+        honeyport_event::EventKind::TcpSyn { .. }
+    ));
     let udp_denied = session_from(&sessions, denied_u.local_addr().unwrap());
     assert_eq!(input_of(udp_denied), b"hi!\n");
     assert_eq!(

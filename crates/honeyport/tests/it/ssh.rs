@@ -186,6 +186,68 @@ fn t(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
+/// One refused password from each Python SSH library: `paramiko` or `asyncssh`.
+const PY_REFUSED: &str = r#"
+import sys
+lib, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if lib == "paramiko":
+    import paramiko
+    c = paramiko.SSHClient()
+    c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        c.connect(host, port=port, username="admin", password="admin", look_for_keys=False,
+                  allow_agent=False, timeout=10, banner_timeout=10)
+        sys.exit("accepted")
+    except paramiko.AuthenticationException:
+        print("refused")
+else:
+    import asyncio, asyncssh
+    async def main():
+        try:
+            async with asyncssh.connect(host, port, username="admin", password="admin",
+                                        known_hosts=None, preferred_auth="password"):
+                sys.exit("accepted")
+        except asyncssh.PermissionDenied:
+            print("refused")
+    asyncio.run(main())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paramiko_and_asyncssh_hassh_checked_independently() {
+    let sensor = start(&config("fail_delay = 0")).await;
+    let tap = Tap::new(sensor.tcp("ssh")).await;
+    for lib in ["paramiko", "asyncssh"] {
+        let out = run_client(
+            tokio::process::Command::new("python3")
+                .arg("-c")
+                .arg(PY_REFUSED)
+                .arg(lib)
+                .arg(tap.addr.ip().to_string())
+                .arg(tap.addr.port().to_string()),
+        )
+        .await;
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "refused",
+            "{lib}: {}",
+            text(&out.stderr)
+        );
+    }
+    let done = sensor.stop().await;
+    done.assert_paired();
+    // What the sensor recorded is what Python computes from the bytes on the wire: two
+    // clients, two different fingerprints, each with its library's version line.
+    let py = python_hassh(&tap).await;
+    assert_eq!(py.len(), 2, "{py:?}");
+    assert_eq!(stored_hassh(&done), py);
+    let versions: Vec<&str> = py.iter().map(|(_, v)| v.as_str()).collect();
+    assert!(
+        versions.iter().any(|v| v.starts_with("SSH-2.0-paramiko_"))
+            && versions.iter().any(|v| v.starts_with("SSH-2.0-AsyncSSH_")),
+        "{versions:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_several_passwords_on_one_connection_then_a_pty_shell() {
     let sensor = start(&config("")).await;

@@ -41,7 +41,7 @@ tls = {tls}
 }
 
 /// `openssl s_client -quiet` connected to the sensor, stdin and stdout piped.
-struct SClient {
+pub struct SClient {
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
@@ -49,7 +49,7 @@ struct SClient {
 }
 
 impl SClient {
-    fn spawn(addr: SocketAddr, servername: Option<&str>) -> SClient {
+    pub fn spawn(addr: SocketAddr, servername: Option<&str>) -> SClient {
         let mut cmd = tokio::process::Command::new("openssl");
         cmd.arg("s_client")
             .arg("-connect")
@@ -76,7 +76,7 @@ impl SClient {
     }
 
     /// Reads until `needle` shows up in everything read so far (hang guard: WAIT).
-    async fn read_until(&mut self, needle: &[u8]) {
+    pub async fn read_until(&mut self, needle: &[u8]) {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut buf = [0u8; 4096];
         while !contains(&self.seen, needle) {
@@ -96,13 +96,13 @@ impl SClient {
         }
     }
 
-    async fn send(&mut self, b: &[u8]) {
+    pub async fn send(&mut self, b: &[u8]) {
         self.stdin.write_all(b).await.unwrap();
         self.stdin.flush().await.unwrap();
     }
 
     /// Waits for s_client to exit (the server closed); returns everything it printed.
-    async fn finish(mut self) -> Vec<u8> {
+    pub async fn finish(mut self) -> Vec<u8> {
         let _ = tokio::time::timeout(WAIT, self.stdout.read_to_end(&mut self.seen)).await;
         let st = tokio::time::timeout(WAIT, self.child.wait())
             .await
