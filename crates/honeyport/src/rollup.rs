@@ -14,6 +14,7 @@
 //! daily counts; they are counted from the daily sets (exact; it reads one row per distinct
 //! (day, port, address) in the window).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -38,14 +39,15 @@ CREATE TABLE IF NOT EXISTS port_day_src (
     port INTEGER NOT NULL,
     ip BLOB NOT NULL,
     n INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (day, sensor, port, ip)
+    PRIMARY KEY (port, sensor, day, ip)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS port_day_dst (
     day INTEGER NOT NULL,
     sensor TEXT NOT NULL,
     port INTEGER NOT NULL,
     ip BLOB NOT NULL,
-    PRIMARY KEY (day, sensor, port, ip)
+    n INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (port, sensor, day, ip)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS port_day_item (
     port INTEGER NOT NULL,
@@ -100,40 +102,126 @@ pub struct Record<'a> {
 
 /// Counts one record in the rollups (inside the caller's transaction).
 pub fn record(tx: &Transaction<'_>, r: &Record<'_>) -> rusqlite::Result<()> {
-    let day = day_of(r.ts_micros);
-    let (tcp, udp) = if r.udp { (0, 1) } else { (1, 0) };
-    let src = ip_key(r.src);
-    let dst = ip_key(r.dst);
-    let mut bump = tx.prepare_cached(
-        "INSERT INTO port_day (day, sensor, port, records, tcp, udp) VALUES (?1, ?2, ?3, 1, ?4, ?5)
-         ON CONFLICT (day, sensor, port) DO UPDATE SET
-             records = records + 1, tcp = tcp + excluded.tcp, udp = udp + excluded.udp",
-    )?;
-    // Sources are counted per address too (top sources); the first one of a day is new.
-    let mut add_src = tx.prepare_cached(
-        "INSERT INTO port_day_src (day, sensor, port, ip) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (day, sensor, port, ip) DO UPDATE SET n = n + 1 RETURNING n",
-    )?;
-    let mut add_dst = tx.prepare_cached(
-        "INSERT OR IGNORE INTO port_day_dst (day, sensor, port, ip) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    let mut more_src = tx.prepare_cached(
-        "UPDATE port_day SET sources = sources + 1 WHERE day = ?1 AND sensor = ?2 AND port = ?3",
-    )?;
-    let mut more_dst = tx.prepare_cached(
-        "UPDATE port_day SET targets = targets + 1 WHERE day = ?1 AND sensor = ?2 AND port = ?3",
-    )?;
-    for sensor in [r.sensor, ""] {
-        bump.execute(params![day, sensor, r.port, tcp, udp])?;
-        let n: i64 = add_src.query_row(params![day, sensor, r.port, src], |r| r.get(0))?;
-        if n == 1 {
-            more_src.execute(params![day, sensor, r.port])?;
-        }
-        if add_dst.execute(params![day, sensor, r.port, dst])? == 1 {
-            more_dst.execute(params![day, sensor, r.port])?;
+    let mut p = Pending::default();
+    p.record(r);
+    p.flush(tx)
+}
+
+/// Rollup counts gathered over a batch of events and written in one go at its end: one
+/// statement per distinct (day, sensor, port) and per distinct item or address, instead of
+/// several per event (a batch of a thousand sessions to a few ports is a few dozen upserts).
+#[derive(Default)]
+pub struct Pending {
+    /// (day, sensor, port) -> records, tcp, udp.
+    ports: HashMap<(i64, String, u16), [i64; 3]>,
+    /// (day, sensor, port, address) -> records from it.
+    src: HashMap<(i64, String, u16, Vec<u8>), i64>,
+    dst: HashMap<(i64, String, u16, Vec<u8>), i64>,
+    /// (port, sensor, day, kind, item) -> count.
+    items: HashMap<(u16, String, i64, &'static str, Vec<u8>), i64>,
+}
+
+impl Pending {
+    /// Counts one record (under its sensor and under all sensors).
+    pub fn record(&mut self, r: &Record<'_>) {
+        let day = day_of(r.ts_micros);
+        let (src, dst) = (ip_key(r.src), ip_key(r.dst));
+        for sensor in [r.sensor, ""] {
+            let c = self
+                .ports
+                .entry((day, sensor.to_string(), r.port))
+                .or_default();
+            c[0] += 1;
+            c[if r.udp { 2 } else { 1 }] += 1;
+            *self
+                .src
+                .entry((day, sensor.to_string(), r.port, src.clone()))
+                .or_default() += 1;
+            *self
+                .dst
+                .entry((day, sensor.to_string(), r.port, dst.clone()))
+                .or_default() += 1;
         }
     }
-    Ok(())
+
+    /// Counts one `item` of `kind` for `port` on the day of `ts_micros`.
+    pub fn item(
+        &mut self,
+        ts_micros: i64,
+        sensor: &str,
+        port: u16,
+        kind: &'static str,
+        item: &[u8],
+    ) {
+        let day = day_of(ts_micros);
+        let item = &item[..item.len().min(MAX_ITEM)];
+        for s in [sensor, ""] {
+            *self
+                .items
+                .entry((port, s.to_string(), day, kind, item.to_vec()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Writes everything gathered (inside the caller's transaction) and starts over.
+    pub fn flush(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        // Addresses first: an address is new to its day when its count after the upsert is
+        // what this batch added.
+        let mut new_src: HashMap<(i64, String, u16), i64> = HashMap::new();
+        let mut new_dst: HashMap<(i64, String, u16), i64> = HashMap::new();
+        for (table, set, new) in [
+            ("port_day_src", &mut self.src, &mut new_src),
+            ("port_day_dst", &mut self.dst, &mut new_dst),
+        ] {
+            let mut up = tx.prepare_cached(&format!(
+                "INSERT INTO {table} (day, sensor, port, ip, n) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (port, sensor, day, ip) DO UPDATE SET n = n + excluded.n RETURNING n"
+            ))?;
+            for ((day, sensor, port, ip), n) in set.drain() {
+                let total: i64 = up.query_row(params![day, sensor, port, ip, n], |r| r.get(0))?;
+                if total == n {
+                    *new.entry((day, sensor, port)).or_default() += 1;
+                }
+            }
+        }
+        let mut up = tx.prepare_cached(
+            "INSERT INTO port_day (day, sensor, port, records, tcp, udp, sources, targets)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (day, sensor, port) DO UPDATE SET
+                 records = records + excluded.records, tcp = tcp + excluded.tcp,
+                 udp = udp + excluded.udp, sources = sources + excluded.sources,
+                 targets = targets + excluded.targets",
+        )?;
+        for (key, [records, tcp, udp]) in self.ports.drain() {
+            let sources = new_src.get(&key).copied().unwrap_or(0);
+            let targets = new_dst.get(&key).copied().unwrap_or(0);
+            let (day, sensor, port) = key;
+            up.execute(params![
+                day, sensor, port, records, tcp, udp, sources, targets
+            ])?;
+        }
+        let mut up = tx.prepare_cached(
+            "INSERT INTO port_day_item (port, sensor, day, kind, item, n) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (port, sensor, day, kind, item) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for ((port, sensor, day, kind, item), n) in self.items.drain() {
+            up.execute(params![port, sensor, day, kind, item, n])?;
+        }
+        Ok(())
+    }
+
+    /// Counts what an event says about its port (login attempts, commands, requests,
+    /// downloads, user agents); at `session.closed`, what the session's summary row ended up
+    /// with (protocol, client, tags, persona and outcome, fingerprints). `sid` is the
+    /// session's key; its summary row must be up to date (the sink writes it first).
+    pub fn on_event(
+        &mut self,
+        tx: &Transaction<'_>,
+        ev: &honeyport_event::Event,
+        sid: i64,
+    ) -> rusqlite::Result<()> {
+        on_event_into(self, tx, ev, sid)
+    }
 }
 
 /// What a port's sessions did, counted per day for `explain`: the kinds of [`item`].
@@ -169,33 +257,8 @@ pub mod kind {
 /// byte).
 pub const MAX_ITEM: usize = 256;
 
-/// Counts one `item` of `kind` for `port` on the day of `ts_micros` (inside the caller's
-/// transaction), under its sensor and under all sensors.
-pub fn item(
-    tx: &Transaction<'_>,
-    ts_micros: i64,
-    sensor: &str,
-    port: u16,
-    kind: &str,
-    item: &[u8],
-) -> rusqlite::Result<()> {
-    let day = day_of(ts_micros);
-    let item = &item[..item.len().min(MAX_ITEM)];
-    let mut up = tx.prepare_cached(
-        "INSERT INTO port_day_item (port, sensor, day, kind, item, n) VALUES (?1, ?2, ?3, ?4, ?5, 1)
-         ON CONFLICT (port, sensor, day, kind, item) DO UPDATE SET n = n + 1",
-    )?;
-    for s in [sensor, ""] {
-        up.execute(params![port, s, day, kind, item])?;
-    }
-    Ok(())
-}
-
-/// Counts what an event says about its port (login attempts, commands, requests, downloads,
-/// user agents) as it is written; at `session.closed`, what the session's summary row ended
-/// up with (protocol, client, tags, persona and outcome, fingerprints). `sid` is the
-/// session's key; its summary row must be up to date (the sink writes it first).
-pub fn on_event(
+fn on_event_into(
+    p: &mut Pending,
     tx: &Transaction<'_>,
     ev: &honeyport_event::Event,
     sid: i64,
@@ -203,7 +266,10 @@ pub fn on_event(
     use honeyport_event::EventKind as K;
     let ts = ev.timestamp.unix_micros();
     let (sensor, port) = (ev.sensor.as_str(), ev.dst_port);
-    let put = |kind: &str, it: &[u8]| item(tx, ts, sensor, port, kind, it);
+    let mut put = |kind: &'static str, it: &[u8]| -> rusqlite::Result<()> {
+        p.item(ts, sensor, port, kind, it);
+        Ok(())
+    };
     match &ev.kind {
         K::LoginFailed {
             username, password, ..
@@ -310,6 +376,8 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             "SELECT start_ts, sensor, transport, dst_port, src_ip, dst_ip FROM sessions ORDER BY session",
         )?;
         let mut rows = q.query([])?;
+        let mut pending = Pending::default();
+        let mut n = 0u64;
         while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
             let sensor: String = row.get(1)?;
@@ -321,18 +389,20 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             ) else {
                 continue;
             };
-            record(
-                &tx,
-                &Record {
-                    ts_micros: ts,
-                    sensor: &sensor,
-                    udp: transport == "udp",
-                    port: port as u16,
-                    src,
-                    dst,
-                },
-            )?;
+            pending.record(&Record {
+                ts_micros: ts,
+                sensor: &sensor,
+                udp: transport == "udp",
+                port: port as u16,
+                src,
+                dst,
+            });
+            n += 1;
+            if n % 100_000 == 0 {
+                pending.flush(&tx)?;
+            }
         }
+        pending.flush(&tx)?;
     }
     tx.commit()
 }

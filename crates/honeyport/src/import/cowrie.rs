@@ -1,8 +1,9 @@
 //! cowrie's JSON log (`cowrie.json`, one event per line) into sessions.
 //!
 //! Each cowrie session (`session` field, per sensor) becomes one honeyport session whose id is
-//! the first 8 bytes of SHA-256 over the sensor name and cowrie's session id, so importing
-//! the same log again maps to the same ids and adds nothing. A session's events are buffered
+//! its connect second (high 32 bits, like the sensor's own ids) and 32 bits of SHA-256 over
+//! the sensor name and cowrie's session id ([`super::import_id`]), so importing the same log
+//! again maps to the same ids and adds nothing. A session's events are buffered
 //! until its `cowrie.session.closed` (or the end of all input: then it is closed at its last
 //! event with reason `shutdown`) and written as a unit, with a `session.classified` added
 //! before the close: cowrie's protocol if the client sent anything (a version line, a key
@@ -33,7 +34,7 @@ use honeyport_event::{EndReason, EventKind, Payload};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{parse_iso, session_id, Buffer, Importer, Limits, Open, Options};
+use super::{import_id, parse_iso, session_id, Buffer, Importer, Limits, Open, Options};
 use super::{Position, Store, Summary};
 
 /// The fields of a cowrie line this importer reads (others are ignored).
@@ -248,7 +249,7 @@ impl Cowrie {
                 None => matches!(dp, 23 | 2323),
             };
             let mut open = Open::new(
-                id,
+                import_id(ts, &[sensor.as_bytes(), cowrie_session.as_bytes()]),
                 sensor.to_string(),
                 SocketAddr::new(src, sp),
                 SocketAddr::new(dst, dp),

@@ -13,9 +13,10 @@
 //!   [`Limits::max_sessions`] sessions are buffered at once (the oldest is written early,
 //!   closed at its last event, when that is exceeded) and at most
 //!   [`Limits::max_events_per_session`] events per session (the rest are dropped and counted).
-//! - Sessions get deterministic ids (the first 8 bytes of a SHA-256 of the sensor and the
-//!   foreign session's identity), a session whose id is already in the store is skipped whole,
-//!   and firewall records are unique per (time, sensor, protocol, addresses, ports): importing
+//! - Sessions get deterministic ids in the sensor's layout ([`import_id`]: the start second,
+//!   then 32 bits of a SHA-256 of the sensor and the foreign session's identity); a session
+//!   already in the store (same id, sensor, start and source) is skipped whole, one that only
+//!   shares the id with another moves to the next free id; firewall records are unique per (time, sensor, protocol, addresses, ports): importing
 //!   the same file again adds nothing.
 //! - Everything is written through the sensor's own SQLite sink ([`SqliteSink`]), so the
 //!   session summaries and the report rollups are kept exactly as the live sensor keeps them.
@@ -26,7 +27,7 @@ pub mod cowrie;
 pub mod iptables;
 pub mod simple_listener;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::hash::Hash;
@@ -48,6 +49,8 @@ use crate::sink::sqlite::SqliteSink;
 pub const MAX_LINE: usize = 1024 * 1024;
 /// How many malformed lines are listed by position (all are counted).
 pub const MAX_REPORTED: usize = 20;
+/// Kinds of lines not mapped counted apart (the rest together).
+pub const MAX_KINDS: usize = 256;
 /// Events per `SqliteSink::write` (one transaction).
 pub const BATCH: usize = 4096;
 
@@ -211,11 +214,19 @@ impl Summary {
         }
     }
 
+    /// Counts a line not mapped, by kind; past [`MAX_KINDS`] kinds (a log of noise), new
+    /// kinds are counted together as `(other kinds)`.
     pub fn not_mapped(&mut self, kind: &str) {
         match self.not_mapped.get_mut(kind) {
             Some(n) => *n += 1,
+            None if self.not_mapped.len() >= MAX_KINDS => {
+                *self
+                    .not_mapped
+                    .entry("(other kinds)".to_string())
+                    .or_insert(0) += 1;
+            }
             None => {
-                self.not_mapped.insert(kind.to_string(), 1);
+                self.not_mapped.insert(kind.chars().take(80).collect(), 1);
             }
         }
     }
@@ -317,6 +328,25 @@ pub fn session_id(parts: &[&[u8]]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     u64::from_be_bytes(b)
+}
+
+/// A session id in the sensor's own layout: the second the session started in the high 32
+/// bits (ids sort by time and the store's indexes append), the low 32 bits of
+/// [`session_id`] over the foreign session's identity in the low 32. [`Store::resolve`]
+/// moves a session whose id is taken by another session to the next free one.
+pub fn import_id(start_micros: i64, parts: &[&[u8]]) -> u64 {
+    let secs = start_micros.div_euclid(1_000_000) as u64 & 0xffff_ffff;
+    (secs << 32) | (session_id(parts) & 0xffff_ffff)
+}
+
+/// Who a session is: tells a session imported before (same) from another one that happens
+/// to have the same id (different).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub sensor: String,
+    pub start: i64,
+    pub src: String,
+    pub src_port: u16,
 }
 
 /// One line as read.
@@ -506,8 +536,8 @@ pub struct Store {
     sink: SqliteSink,
     conn: Connection,
     batch: Vec<Event>,
-    /// Sessions in `batch` (not yet visible to `exists`).
-    pending: HashSet<u64>,
+    /// Sessions in `batch` (not yet visible to a query).
+    pending: HashMap<u64, Ident>,
 }
 
 impl Store {
@@ -521,26 +551,44 @@ impl Store {
             sink,
             conn,
             batch: Vec::with_capacity(BATCH),
-            pending: HashSet::new(),
+            pending: HashMap::new(),
         })
     }
 
-    /// Whether session `id` is in the store (or about to be).
-    pub fn exists(&mut self, id: u64) -> anyhow::Result<bool> {
-        if self.pending.contains(&id) {
-            return Ok(true);
+    /// The id to write session `who` under, trying `id` first: `None` when that session is in
+    /// the store already (imported before). An id taken by another session moves it to the
+    /// next one, the same way every time, so a second import finds it there.
+    pub fn resolve(&mut self, mut id: u64, who: &Ident) -> anyhow::Result<Option<u64>> {
+        for _ in 0..64 {
+            let found = match self.pending.get(&id) {
+                Some(p) => Some(p.clone()),
+                None => self
+                    .conn
+                    .prepare_cached(
+                        "SELECT sensor, start_ts, src_ip, src_port FROM sessions WHERE session = ?1",
+                    )?
+                    .query_row(params![id as i64], |r| {
+                        Ok(Ident {
+                            sensor: r.get(0)?,
+                            start: r.get(1)?,
+                            src: r.get(2)?,
+                            src_port: r.get::<_, i64>(3)? as u16,
+                        })
+                    })
+                    .optional()?,
+            };
+            match found {
+                None => return Ok(Some(id)),
+                Some(f) if f == *who => return Ok(None),
+                Some(_) => id = id.wrapping_add(1),
+            }
         }
-        let found = self
-            .conn
-            .prepare_cached("SELECT 1 FROM sessions WHERE session = ?1")?
-            .query_row(params![id as i64], |_| Ok(()))
-            .optional()?;
-        Ok(found.is_some())
+        anyhow::bail!("no free session id near {id:016x}")
     }
 
     /// Queues a whole session's events; written in batches of about [`BATCH`].
-    pub fn session(&mut self, id: u64, events: Vec<Event>) -> anyhow::Result<()> {
-        self.pending.insert(id);
+    pub fn session(&mut self, id: u64, who: Ident, events: Vec<Event>) -> anyhow::Result<()> {
+        self.pending.insert(id, who);
         self.batch.extend(events);
         if self.batch.len() >= BATCH {
             self.flush()?;
@@ -604,14 +652,20 @@ impl Open {
         self.kinds.push((ts, kind));
     }
 
-    /// Writes the session, unless its id is in the store already (then it is counted as
-    /// such and nothing is written).
+    /// Writes the session, unless it is in the store already (then it is counted as such
+    /// and nothing is written).
     pub fn write(self, store: &mut Store, sum: &mut Summary) -> anyhow::Result<()> {
-        if store.exists(self.id)? {
+        let who = Ident {
+            sensor: self.sensor.clone(),
+            start: self.start,
+            src: self.src.ip().to_string(),
+            src_port: self.src.port(),
+        };
+        let Some(id) = store.resolve(self.id, &who)? else {
             sum.sessions_existing += 1;
             return Ok(());
-        }
-        let session = SessionId::from_u64(self.id);
+        };
+        let session = SessionId::from_u64(id);
         let mut events = Vec::with_capacity(self.kinds.len());
         for (ts, kind) in self.kinds {
             let timestamp = Timestamp::from_unix_micros(ts)
@@ -631,7 +685,7 @@ impl Open {
         }
         sum.sessions_new += 1;
         sum.events += events.len() as u64;
-        store.session(self.id, events)
+        store.session(id, who, events)
     }
 }
 
@@ -1004,10 +1058,67 @@ mod tests {
         assert_eq!(s.dropped.get("beyond the per-session cap"), Some(&(4 + 3)));
     }
 
+    /// A session of another origin that has the id an imported one would get: the imported
+    /// one moves to the next id, and is found there by a second import.
+    #[test]
+    fn an_id_taken_by_another_session_moves_to_the_next() {
+        use honeyport_event::{EndReason, Payload};
+        let dir = tempfile::tempdir().unwrap();
+        let start = parse_iso("2019-08-14T12:00:00.1Z").unwrap();
+        let id = import_id(start, &[b"sensor-a", b"a1b2c3d4e5f6"]);
+        let other = |kind| Event {
+            v: honeyport_event::SCHEMA_VERSION,
+            timestamp: Timestamp::from_unix_micros(start).unwrap(),
+            sensor: "live".into(),
+            session: SessionId::from_u64(id),
+            transport: Transport::Tcp,
+            src_ip: "192.0.2.9".parse().unwrap(),
+            src_port: 1,
+            dst_ip: "192.0.2.1".parse().unwrap(),
+            dst_port: 22,
+            kind,
+        };
+        {
+            let mut sink =
+                SqliteSink::open(&dir.path().join(crate::store::DB_FILE), false).unwrap();
+            sink.write(&[
+                other(EventKind::Connect {
+                    listener: "l".into(),
+                    persona: "p".into(),
+                    tls: false,
+                }),
+                other(EventKind::Input {
+                    data: Payload(b"x".to_vec()),
+                    len: 1,
+                }),
+                other(EventKind::Closed {
+                    duration: 0.0,
+                    bytes_in: 1,
+                    bytes_out: 0,
+                    reason: EndReason::PeerClosed,
+                    limit: None,
+                }),
+            ])
+            .unwrap();
+        }
+        let s = import(dir.path(), &[fixture()], &opts(10, 100)).unwrap();
+        assert_eq!((s.sessions_new, s.sessions_existing), (2, 0));
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let moved = store.summary(&format!("{:016x}", id + 1)).unwrap().unwrap();
+        assert_eq!((moved.persona.as_str(), moved.logins), ("cowrie-ssh", 2));
+        let kept = store.summary(&format!("{id:016x}")).unwrap().unwrap();
+        assert_eq!(kept.persona, "p");
+        let again = import(dir.path(), &[fixture()], &opts(10, 100)).unwrap();
+        assert_eq!((again.sessions_new, again.sessions_existing), (0, 2));
+    }
+
     #[test]
     fn session_ids_are_deterministic_and_distinct() {
         let a = session_id(&[b"s", b"abc"]);
         assert_eq!(a, session_id(&[b"s", b"abc"]));
         assert_ne!(a, session_id(&[b"sa", b"bc"]));
+        let t = import_id(1_565_784_000_100_000, &[b"s", b"abc"]);
+        assert_eq!(t >> 32, 1_565_784_000);
+        assert_eq!(t & 0xffff_ffff, a & 0xffff_ffff);
     }
 }

@@ -26,8 +26,9 @@
 //! timestamp". A line with a timestamp that is not a date, a connection id that does not
 //! parse, or a REPR that does not decode is malformed.
 //!
-//! Session ids: the first 8 bytes of SHA-256 over the sensor, the local and remote address
-//! and the connection's timestamp. The sensor is `--sensor`, else `tcp-honeypot`. Connections
+//! Session ids: the connection's second (high 32 bits) and 32 bits of SHA-256 over the
+//! sensor, the local and remote address and the connection's timestamp as logged
+//! ([`super::import_id`]). The sensor is `--sensor`, else `tcp-honeypot`. Connections
 //! still open at the end of the input are closed at their last event (reason `shutdown`).
 
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ use std::net::SocketAddr;
 use chrono::{FixedOffset, NaiveDateTime, TimeZone as _};
 use honeyport_event::{EndReason, EventKind, Payload};
 
-use super::{in_range, python_repr, session_id, Buffer, Importer, Limits, Open, Options};
+use super::{import_id, in_range, python_repr, Buffer, Importer, Limits, Open, Options};
 use super::{Position, Store, Summary};
 
 /// Bytes of a connection's input kept for its classification.
@@ -146,12 +147,15 @@ impl SimpleListener {
         };
         let rest = rest.trim_end();
         if rest == "connection" {
-            let sid = session_id(&[
-                self.sensor.as_bytes(),
-                local.to_string().as_bytes(),
-                remote.to_string().as_bytes(),
-                stamp.as_bytes(),
-            ]);
+            let sid = import_id(
+                ts,
+                &[
+                    self.sensor.as_bytes(),
+                    local.to_string().as_bytes(),
+                    remote.to_string().as_bytes(),
+                    stamp.as_bytes(),
+                ],
+            );
             let mut open = Open::new(sid, self.sensor.clone(), remote, local, ts);
             open.push_final(
                 ts,

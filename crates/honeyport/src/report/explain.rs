@@ -187,12 +187,24 @@ pub fn explain(
     };
     let sources = distinct("port_day_src")?;
     let targets = distinct("port_day_dst")?;
-    let (first, last): (Option<i64>, Option<i64>) = c.query_row(
-        "SELECT min(start_ts), max(start_ts) FROM sessions WHERE dst_port = ?1
-         AND (?2 = '' OR sensor = ?2)",
-        params![port, sensor],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    // Two lookups on the (dst_port, start_ts) index (one sensor's first and last need a scan
+    // of the port's sessions instead).
+    let seen = |q: &str| -> rusqlite::Result<Option<i64>> {
+        if sensor.is_empty() {
+            c.query_row(
+                &format!("SELECT {q}(start_ts) FROM sessions WHERE dst_port = ?1"),
+                params![port],
+                |r| r.get(0),
+            )
+        } else {
+            c.query_row(
+                &format!("SELECT {q}(start_ts) FROM sessions WHERE dst_port = ?1 AND sensor = ?2"),
+                params![port, sensor],
+                |r| r.get(0),
+            )
+        }
+    };
+    let (first, last) = (seen("min")?, seen("max")?);
     let stamp = |t: i64| {
         chrono::DateTime::from_timestamp_micros(t)
             .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())

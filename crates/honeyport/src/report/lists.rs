@@ -77,26 +77,42 @@ pub fn sources(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<Result<_, _>>()?;
-    let mut top = c.prepare_cached(
-        "SELECT port, sum(n) AS t FROM port_day_src
-         WHERE sensor = ?1 AND day BETWEEN ?2 AND ?3 AND ip = ?4
-         GROUP BY port ORDER BY t DESC, port LIMIT 1",
-    )?;
+    // Each listed source's busiest port: one pass over the window for all of them (the
+    // rollup is keyed by port first, so a per-address lookup would read the whole window).
+    let mut busiest: std::collections::HashMap<Vec<u8>, (i64, u16)> = Default::default();
+    if let Some(p) = port {
+        for (key, records, ..) in &found {
+            busiest.insert(key.clone(), (*records, p));
+        }
+    } else if !found.is_empty() {
+        let marks = vec!["?"; found.len()].join(",");
+        let sql = format!(
+            "SELECT ip, port, sum(n) FROM port_day_src
+             WHERE sensor = ? AND day BETWEEN ? AND ? AND ip IN ({marks}) GROUP BY ip, port"
+        );
+        let mut args: Vec<Value> = vec![sensor.to_string().into(), w.since.into(), w.until.into()];
+        args.extend(found.iter().map(|f| Value::Blob(f.0.clone())));
+        let mut q = c.prepare(&sql)?;
+        let mut rows = q.query(params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            let (key, p, n): (Vec<u8>, u16, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let e = busiest.entry(key).or_insert((0, p));
+            if n > e.0 || (n == e.0 && p < e.1) {
+                *e = (n, p);
+            }
+        }
+    }
     let mut out = Vec::new();
     for (key, records, ports, days) in found {
         let Some(ip) = crate::rollup::ip_of_key(&key) else {
             continue;
         };
-        let top_port: u16 = top
-            .query_row(rusqlite::params![sensor, w.since, w.until, key], |r| {
-                r.get(0)
-            })?;
         out.push(SourceRow {
             ip: ip.to_string(),
             records,
             ports,
             days,
-            top_port,
+            top_port: busiest.get(&key).map_or(0, |b| b.1),
         });
     }
     Ok(out)

@@ -26,6 +26,10 @@ impl SqliteSink {
             "synchronous",
             if synchronous_full { "FULL" } else { "NORMAL" },
         )?;
+        // A larger page cache (up to 32 MiB, used only as the store grows): the session rows,
+        // their indexes and the rollups are updated all over the file, and with SQLite's
+        // default 2 MiB most of those updates re-read pages from disk.
+        conn.pragma_update(None, "cache_size", -32768)?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         let mut conn = conn;
@@ -63,6 +67,8 @@ impl SqliteSink {
     /// possible for events built by hand) fails the batch.
     pub fn write(&mut self, batch: &[Event]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
+        // The report rollups of this batch, written once at its end.
+        let mut pending = crate::rollup::Pending::default();
         {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO events (v, ts, session, eventid, json) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -132,17 +138,14 @@ impl SqliteSink {
                         // The day's per-port counts (records, sources, targets), once per
                         // session (a session written again, e.g. re-imported, is not new).
                         if new == 1 {
-                            crate::rollup::record(
-                                &tx,
-                                &crate::rollup::Record {
-                                    ts_micros: ts,
-                                    sensor: &ev.sensor,
-                                    udp: ev.transport == honeyport_event::Transport::Udp,
-                                    port: ev.dst_port,
-                                    src: ev.src_ip,
-                                    dst: ev.dst_ip,
-                                },
-                            )?;
+                            pending.record(&crate::rollup::Record {
+                                ts_micros: ts,
+                                sensor: &ev.sensor,
+                                udp: ev.transport == honeyport_event::Transport::Udp,
+                                port: ev.dst_port,
+                                src: ev.src_ip,
+                                dst: ev.dst_ip,
+                            });
                         }
                     }
                     EventKind::Closed {
@@ -206,12 +209,13 @@ impl SqliteSink {
                 }
                 // What the event says about its port, for reports (after the summary row
                 // above is up to date).
-                crate::rollup::on_event(&tx, ev, sid)?;
+                pending.on_event(&tx, ev, sid)?;
                 let json = serde_json::to_string(&ev.kind)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
                 ins.execute(params![ev.v, ts, sid, ev.kind.eventid(), json])?;
             }
         }
+        pending.flush(&tx)?;
         tx.commit()
     }
 }

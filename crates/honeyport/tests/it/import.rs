@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use honeyport::import::session_id;
+use honeyport::import::{import_id, parse_iso};
 use honeyport_event::{Event, EventKind};
 use serde_json::Value;
 
@@ -13,6 +13,11 @@ use crate::common::bin;
 
 fn fixture(name: &str) -> PathBuf {
     crate::common::fixtures().join("import").join(name)
+}
+
+/// Microseconds since the epoch of an RFC 3339 time.
+fn at(t: &str) -> i64 {
+    parse_iso(t).unwrap()
 }
 
 fn hp(dir: &Path, args: &[&str]) -> Output {
@@ -97,7 +102,10 @@ fn cowrie_sessions_are_imported_once_with_their_reports() {
     assert_eq!(s["dropped"], serde_json::json!({}));
 
     // The SSH session, event by event.
-    let ssh = session_id(&[b"sensor-a", b"a1b2c3d4e5f6"]);
+    let ssh = import_id(
+        at("2019-08-14T12:00:00.1Z"),
+        &[b"sensor-a", b"a1b2c3d4e5f6"],
+    );
     let evs = events(dir.path(), ssh);
     assert_eq!(
         eventids(&evs),
@@ -177,7 +185,10 @@ fn cowrie_sessions_are_imported_once_with_their_reports() {
     assert_eq!(reason.as_str(), "peer_closed");
 
     // The telnet session.
-    let telnet = session_id(&[b"sensor-a", b"0f1e2d3c4b5a"]);
+    let telnet = import_id(
+        at("2019-08-14T12:00:00.2Z"),
+        &[b"sensor-a", b"0f1e2d3c4b5a"],
+    );
     let evs = events(dir.path(), telnet);
     assert_eq!(
         eventids(&evs),
@@ -284,7 +295,10 @@ fn cowrie_sessions_are_imported_once_with_their_reports() {
     // --sensor puts the same sessions under another sensor (new ids).
     let other = import(dir.path(), &["--format", "cowrie", "--sensor", "other", fs]);
     assert_eq!(n(&other, "sessions_new"), 2);
-    let evs = events(dir.path(), session_id(&[b"other", b"a1b2c3d4e5f6"]));
+    let evs = events(
+        dir.path(),
+        import_id(at("2019-08-14T12:00:00.1Z"), &[b"other", b"a1b2c3d4e5f6"]),
+    );
     assert_eq!(evs[0].sensor, "other");
 }
 
@@ -431,12 +445,15 @@ fn tcp_honeypot_connections_become_sessions() {
         serde_json::json!({"Listening on": 2, "Ports specified": 1, "send banner": 1, "send reply": 2})
     );
 
-    let smtp = session_id(&[
-        b"tcp-honeypot",
-        b"0.0.0.0:25",
-        b"203.0.113.30:45678",
-        b"20191109-121500",
-    ]);
+    let smtp = import_id(
+        at("2019-11-09T11:15:00Z"),
+        &[
+            b"tcp-honeypot",
+            b"0.0.0.0:25",
+            b"203.0.113.30:45678",
+            b"20191109-121500",
+        ],
+    );
     let evs = events(dir.path(), smtp);
     assert_eq!(
         eventids(&evs),
@@ -478,12 +495,15 @@ fn tcp_honeypot_connections_become_sessions() {
             limit: None
         }
     );
-    let http = session_id(&[
-        b"tcp-honeypot",
-        b"0.0.0.0:9200",
-        b"198.51.100.99:33000",
-        b"20191109-121501",
-    ]);
+    let http = import_id(
+        at("2019-11-09T11:15:01Z"),
+        &[
+            b"tcp-honeypot",
+            b"0.0.0.0:9200",
+            b"198.51.100.99:33000",
+            b"20191109-121501",
+        ],
+    );
     let evs = events(dir.path(), http);
     assert_eq!(evs.len(), 4);
     assert!(
