@@ -398,7 +398,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
                 dst,
             });
             n += 1;
-            if n % 100_000 == 0 {
+            if n.is_multiple_of(100_000) {
                 pending.flush(&tx)?;
             }
         }

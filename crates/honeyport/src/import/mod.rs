@@ -217,18 +217,16 @@ impl Summary {
     /// Counts a line not mapped, by kind; past [`MAX_KINDS`] kinds (a log of noise), new
     /// kinds are counted together as `(other kinds)`.
     pub fn not_mapped(&mut self, kind: &str) {
-        match self.not_mapped.get_mut(kind) {
-            Some(n) => *n += 1,
-            None if self.not_mapped.len() >= MAX_KINDS => {
-                *self
-                    .not_mapped
-                    .entry("(other kinds)".to_string())
-                    .or_insert(0) += 1;
-            }
-            None => {
-                self.not_mapped.insert(kind.chars().take(80).collect(), 1);
-            }
+        if let Some(n) = self.not_mapped.get_mut(kind) {
+            *n += 1;
+            return;
         }
+        let key = if self.not_mapped.len() >= MAX_KINDS {
+            "(other kinds)".to_string()
+        } else {
+            kind.chars().take(80).collect()
+        };
+        *self.not_mapped.entry(key).or_insert(0) += 1;
     }
 
     pub fn dropped(&mut self, why: &str) {
