@@ -606,3 +606,27 @@ fn port_charts_are_written_with_both_series() {
     let png_bytes = std::fs::read(&png).unwrap();
     assert!(png_bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
 }
+
+#[test]
+fn an_empty_store_answers_every_report_with_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Writer::new(dir.path())); // the schema, no sessions
+    let d = dir.path();
+    let today = honeyport::report::date_of(honeyport::report::today());
+    assert_eq!(
+        report(d, &["report", "top-ports"]),
+        format!("# top ports by records, {today}\n(no records)\n")
+    );
+    assert_eq!(
+        report(d, &["report", "port", "26", "--days", "2", "--csv"])
+            .lines()
+            .count(),
+        3,
+        "a header and two days of zeros"
+    );
+    assert!(report(d, &["report", "rising"]).ends_with("(none)\n"));
+    assert!(report(d, &["explain", "26"]).ends_with("No records for this port in this window.\n"));
+    for what in ["sources", "credentials", "clients", "sessions"] {
+        assert!(report(d, &["report", what]).ends_with("(none)\n"), "{what}");
+    }
+}
