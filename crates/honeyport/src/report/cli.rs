@@ -81,6 +81,8 @@ pub enum ReportCmd {
         #[command(flatten)]
         window: WindowArgs,
         #[command(flatten)]
+        geo: GeoArgs,
+        #[command(flatten)]
         out: Output,
     },
     /// Credentials tried: top pairs (with how many were let in), usernames, passwords.
@@ -188,6 +190,16 @@ pub enum ReportCmd {
     },
 }
 
+/// MaxMind-format databases for the network and country of sources ([`super::geo`]).
+#[derive(Args, Clone, Debug, Default)]
+pub struct GeoArgs {
+    /// A MaxMind-format database (.mmdb: GeoLite2-ASN, -Country, -City, ...) giving the ASN
+    /// and country of sources; repeatable (default: the colon-separated paths in
+    /// $HONEYPORT_MMDB).
+    #[arg(long = "mmdb", value_name = "FILE")]
+    pub mmdb: Vec<PathBuf>,
+}
+
 /// `honeyport explain N`.
 #[derive(Args, Clone, Debug)]
 pub struct ExplainArgs {
@@ -204,6 +216,8 @@ pub struct ExplainArgs {
     /// Example sessions to show (one per main protocol).
     #[arg(long, default_value_t = 3)]
     pub examples: usize,
+    #[command(flatten)]
+    pub geo: GeoArgs,
     #[command(flatten)]
     pub out: Output,
 }
@@ -223,13 +237,15 @@ pub fn explain(data_dir: &Path, a: &ExplainArgs, w: &mut dyn Write) -> anyhow::R
     if since > until {
         anyhow::bail!("--since is after --until");
     }
+    let geo = super::geo::Geo::from_args(&a.geo.mmdb)?;
+    let by_geo = |ip| geo.as_ref().map_or((None, None), |g| g.lookup(ip));
     let e = super::explain::explain(
         &c,
         a.port,
         sensor,
         Window { since, until },
         a.examples,
-        None,
+        geo.as_ref().map(|_| &by_geo as super::explain::Lookup<'_>),
     )?;
     if a.out.json {
         writeln!(w, "{}", serde_json::to_string_pretty(&e)?)?;
@@ -311,20 +327,36 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
             port,
             n,
             window,
+            geo,
             out,
         } => {
+            let geo = super::geo::Geo::from_args(&geo.mmdb)?;
             let win = window.window(&c, out.sensor())?;
-            let rows = super::lists::sources(&c, out.sensor(), win, *port, *n)?;
+            let mut rows = super::lists::sources(&c, out.sensor(), win, *port, *n)?;
             let f = out.format();
-            let mut t = Table::new(&["ip", "records", "ports", "days", "top_port"]);
+            let mut head = vec!["ip", "records", "ports", "days", "top_port"];
+            if let Some(g) = &geo {
+                head.extend(["asn", "country"]);
+                for r in &mut rows {
+                    if let Ok(ip) = r.ip.parse() {
+                        (r.asn, r.country) = g.lookup(ip);
+                    }
+                }
+            }
+            let mut t = Table::new(&head);
             for r in &rows {
-                t.push(vec![
+                let mut row = vec![
                     r.ip.clone(),
                     num(f, r.records),
                     num(f, r.ports),
                     num(f, r.days),
                     r.top_port.to_string(),
-                ]);
+                ];
+                if geo.is_some() {
+                    row.push(r.asn.clone().unwrap_or_default());
+                    row.push(r.country.clone().unwrap_or_default());
+                }
+                t.push(row);
             }
             let title = format!("top sources, {}", window_note(win, *port, out));
             emit(w, f, &title, &t, serde_json::json!({"sources": rows}))?;

@@ -51,6 +51,12 @@ pub struct SourceRow {
     pub days: i64,
     /// Its busiest port.
     pub top_port: u16,
+    /// `AS64496 Example Net` and a country code, when a MaxMind-format database is given
+    /// (filled in by the caller, see [`super::geo`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
 }
 
 /// The top sources by records over a window (one port or all).
@@ -113,6 +119,8 @@ pub fn sources(
             ports,
             days,
             top_port: busiest.get(&key).map_or(0, |b| b.1),
+            asn: None,
+            country: None,
         });
     }
     Ok(out)

@@ -13,6 +13,7 @@ pub mod chart;
 pub mod cli;
 pub mod explain;
 pub mod format;
+pub mod geo;
 pub mod lists;
 
 use chrono::{Datelike, NaiveDate};

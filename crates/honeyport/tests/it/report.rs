@@ -10,6 +10,9 @@ use honeyport_event::{EndReason, Event, EventKind, Payload, SessionId, Timestamp
 
 use crate::common::bin;
 
+#[path = "mmdb.rs"]
+mod mmdb;
+
 const DAY: i64 = 86_400_000_000;
 /// 2026-01-01 as a UTC day number.
 const JAN1: i64 = 20454;
@@ -234,6 +237,7 @@ fn lab(dir: &Path) {
 
 fn report(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(bin())
+        .env_remove("HONEYPORT_MMDB")
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -628,5 +632,176 @@ fn an_empty_store_answers_every_report_with_nothing() {
     assert!(report(d, &["explain", "26"]).ends_with("No records for this port in this window.\n"));
     for what in ["sources", "credentials", "clients", "sessions"] {
         assert!(report(d, &["report", what]).ends_with("(none)\n"), "{what}");
+    }
+}
+
+#[test]
+fn sources_get_their_network_and_country_from_mmdb_files() {
+    let dir = tempfile::tempdir().unwrap();
+    lab(dir.path());
+    let d = dir.path();
+    // ASN: 198.51.100.0/24 is AS64496 Example Net. Country: 198.51.100.0/25 is DE, and
+    // 198.51.100.201 has only a registered country, NL.
+    let asn = d.join("GeoLite2-ASN.mmdb");
+    let country = d.join("GeoLite2-Country.mmdb");
+    std::fs::write(&asn, mmdb::asn()).unwrap();
+    std::fs::write(&country, mmdb::country()).unwrap();
+    let (asn, country) = (asn.to_str().unwrap(), country.to_str().unwrap());
+    let geo = ["--mmdb", asn, "--mmdb", country];
+    const EX: &str = "AS64496 Example Net";
+
+    let v: serde_json::Value = serde_json::from_str(&report(
+        d,
+        &[
+            &["explain", "26", "--days", "1", "--sensor", "a", "--json"][..],
+            &geo,
+        ]
+        .concat(),
+    ))
+    .unwrap();
+    assert_eq!(
+        v["top_sources"][0],
+        serde_json::json!({"ip": "198.51.100.200", "records": 2, "asn": EX})
+    );
+    assert_eq!(
+        v["top_sources"][1],
+        serde_json::json!({"ip": "198.51.100.201", "records": 2, "asn": EX, "country": "NL"})
+    );
+    // Port 23's sources are in the lower /25: both.
+    let v: serde_json::Value = serde_json::from_str(&report(
+        d,
+        &[&["explain", "23", "--days", "1", "--json"][..], &geo].concat(),
+    ))
+    .unwrap();
+    assert_eq!(
+        v["top_sources"][0],
+        serde_json::json!({"ip": "198.51.100.0", "records": 2, "asn": EX, "country": "DE"})
+    );
+    // In text, after the count.
+    let text = report(
+        d,
+        &[&["explain", "26", "--days", "1", "--sensor", "a"][..], &geo].concat(),
+    );
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(lines.contains(&format!("198.51.100.200 2 {EX}")), "{text}");
+    assert!(
+        lines.contains(&format!("198.51.100.201 2 {EX}, NL")),
+        "{text}"
+    );
+    // Without a database, nothing changes (the other tests compare exact output).
+    let plain = report(
+        d,
+        &["explain", "26", "--days", "1", "--sensor", "a", "--json"],
+    );
+    assert!(!plain.contains("\"asn\"") && !plain.contains("\"country\""));
+
+    // report sources: two more columns only with a database.
+    let day = [
+        "--days", "1", "--port", "26", "--sensor", "a", "--n", "3", "--csv",
+    ];
+    assert_eq!(
+        report(d, &[&["report", "sources"][..], &day, &geo].concat()),
+        format!(
+            "ip,records,ports,days,top_port,asn,country\r\n\
+             198.51.100.200,2,1,1,26,{EX},\r\n\
+             198.51.100.201,2,1,1,26,{EX},NL\r\n\
+             198.51.100.202,2,1,1,26,{EX},\r\n"
+        )
+    );
+    assert_eq!(
+        report(
+            d,
+            &[
+                &["report", "sources", "--days", "40", "--n", "2", "--csv"][..],
+                &geo
+            ]
+            .concat()
+        ),
+        format!(
+            "ip,records,ports,days,top_port,asn,country\r\n\
+             198.51.100.7,120,2,40,23,{EX},DE\r\n\
+             198.51.100.0,80,1,40,23,{EX},DE\r\n"
+        )
+    );
+    let v: serde_json::Value = serde_json::from_str(&report(
+        d,
+        &[
+            &[
+                "report", "sources", "--days", "1", "--port", "26", "--n", "2", "--json",
+            ][..],
+            &geo,
+        ]
+        .concat(),
+    ))
+    .unwrap();
+    assert_eq!(
+        v["sources"],
+        serde_json::json!([
+            {"ip": "198.51.100.200", "records": 3, "ports": 1, "days": 1, "top_port": 26, "asn": EX},
+            {"ip": "198.51.100.201", "records": 2, "ports": 1, "days": 1, "top_port": 26, "asn": EX, "country": "NL"},
+        ])
+    );
+    // The table: the same columns, aligned.
+    let table = report(
+        d,
+        &[&["report", "sources", "--days", "40", "--n", "1"][..], &geo].concat(),
+    );
+    let head: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        ["ip", "records", "ports", "days", "top_port", "asn", "country"]
+    );
+    assert!(table.ends_with(&format!("23  {EX}  DE\n")), "{table}");
+
+    // HONEYPORT_MMDB, colon-separated, when no --mmdb is given.
+    let run = |env: &str, args: &[&str]| {
+        Command::new(bin())
+            .env("HONEYPORT_MMDB", env)
+            .arg("--data-dir")
+            .arg(d)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        &format!("{asn}:{country}"),
+        &["report", "sources", "--days", "40", "--n", "1", "--csv"],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(&format!(",{EX},DE\r\n")));
+    // --mmdb wins over it.
+    let out = run(
+        "/nonexistent.mmdb",
+        &[
+            "report", "sources", "--days", "40", "--n", "1", "--csv", "--mmdb", country,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(",23,,DE\r\n"));
+
+    // A file that is not a database: a clear error naming it, exit 1.
+    let notes = d.join("notes.txt");
+    std::fs::write(&notes, "these are not the databases you are looking for\n").unwrap();
+    let notes = notes.to_str().unwrap();
+    for (env, args) in [
+        ("", &["explain", "26", "--mmdb", asn, "--mmdb", notes][..]),
+        ("", &["report", "sources", "--mmdb", notes][..]),
+        (notes, &["explain", "26"][..]),
+    ] {
+        let out = run(env, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(notes) && err.contains("is not a MaxMind DB (.mmdb) file"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
     }
 }
