@@ -455,7 +455,13 @@ print("classic ended after", round(time.time() - start, 1), "s")
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paramiko_several_passwords_exec_pty_shell_and_refused_forwarding() {
-    let sensor = start(&config("")).await;
+    // A stall timeout well above what a loaded CI machine takes between a client's bytes and
+    // the handler seeing its attempt (1 s once ended the good transport there), and an idle
+    // timeout above that, so the classic transport still ends by the stall check.
+    let cfg = config("")
+        .replace("idle_timeout = \"3s\"", "idle_timeout = \"12s\"")
+        .replace("stall_timeout = \"1s\"", "stall_timeout = \"4s\"");
+    let sensor = start(&cfg).await;
     let addr = sensor.tcp("ssh");
     let out = run_client(
         tokio::process::Command::new("python3")
