@@ -139,6 +139,7 @@ pub fn generate(
 ) -> anyhow::Result<Written> {
     std::fs::create_dir_all(data_dir)?;
     let mut sink = SqliteSink::open(&data_dir.join(crate::store::DB_FILE), false)?;
+    sink.bulk()?;
     let mut rng = StdRng::seed_from_u64(seed);
     let days = days.max(1);
     let today = crate::rollup::day_of(chrono::Utc::now().timestamp_micros());

@@ -542,7 +542,8 @@ impl Store {
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(crate::store::DB_FILE);
-        let sink = SqliteSink::open(&path, false)?;
+        let mut sink = SqliteSink::open(&path, false)?;
+        sink.bulk()?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
         Ok(Store {
