@@ -404,7 +404,9 @@ impl Conn {
                 crate::classify::tls::Parse::NeedMore if self.first_in.len() < kept => {}
                 crate::classify::tls::Parse::Hello(h) => {
                     self.hello_done = true;
-                    self.emit(hello_kind(&h)).await;
+                    // Boxed: rare, and inline its state (an event and its send) would sit in
+                    // every read's future, so in every idle session's task.
+                    Box::pin(self.emit(hello_kind(&h))).await;
                 }
                 _ => self.hello_done = true,
             }
