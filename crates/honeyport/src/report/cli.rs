@@ -204,15 +204,8 @@ pub struct GeoArgs {
 #[derive(Args, Clone, Debug)]
 pub struct ExplainArgs {
     pub port: u16,
-    /// How many days, ending with --until.
-    #[arg(long, default_value_t = 30, conflicts_with = "since")]
-    pub days: i64,
-    /// First day of the window (YYYY-MM-DD).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Last day of the window (default: the latest day in the store).
-    #[arg(long)]
-    pub until: Option<String>,
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// Example sessions to show (one per main protocol).
     #[arg(long, default_value_t = 3)]
     pub examples: usize,
@@ -229,21 +222,14 @@ pub fn explain(data_dir: &Path, a: &ExplainArgs, w: &mut dyn Write) -> anyhow::R
     }
     let c = open(data_dir)?;
     let sensor = a.out.sensor();
-    let until = day_or_latest(&c, a.until.as_deref(), sensor)?;
-    let since = match &a.since {
-        Some(s) => super::parse_day(s).map_err(anyhow::Error::msg)?,
-        None => until - a.days.clamp(1, 36_500) + 1,
-    };
-    if since > until {
-        anyhow::bail!("--since is after --until");
-    }
+    let window = a.window.window(&c, sensor)?;
     let geo = super::geo::Geo::from_args(&a.geo.mmdb)?;
     let by_geo = |ip| geo.as_ref().map_or((None, None), |g| g.lookup(ip));
     let e = super::explain::explain(
         &c,
         a.port,
         sensor,
-        Window { since, until },
+        window,
         a.examples,
         geo.as_ref().map(|_| &by_geo as super::explain::Lookup<'_>),
     )?;

@@ -112,26 +112,11 @@ pub fn is_exploit_tag(t: &str) -> bool {
     t.starts_with("CVE-") || t.ends_with("-rce") || t.ends_with("-exposed")
 }
 
-/// Counts of every item of `kind` on the port over the window, largest first.
-fn items(
-    c: &Connection,
-    port: u16,
-    sensor: &str,
-    w: Window,
-    kind: &str,
-) -> rusqlite::Result<Vec<(Vec<u8>, i64)>> {
-    let mut q = c.prepare_cached(
-        "SELECT item, sum(n) AS total FROM port_day_item
-         WHERE port = ?1 AND sensor = ?2 AND day BETWEEN ?3 AND ?4 AND kind = ?5
-         GROUP BY item ORDER BY total DESC, item",
-    )?;
-    let rows = q
-        .query_map(params![port, sensor, w.since, w.until, kind], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-        })?
-        .collect();
-    rows
-}
+/// Most kinds that have a small, closed set of values (protocols, tags, persona outcomes) are
+/// read whole up to this many; open-ended ones (credentials, commands, ...) only their top
+/// [`TOP`], with their total counted in SQL, so a port with millions of distinct passwords
+/// costs the same as one with ten.
+const CLOSED_SET: usize = 256;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -211,18 +196,39 @@ pub fn explain(
             .unwrap_or_default()
     };
 
-    let get = |k: &str| items(c, port, sensor, w, k);
-    let protocols = get(kind::PROTOCOL)?;
+    let top = |k: &str, n: usize| super::lists::items(c, sensor, w, Some(port), k, n);
+    let get = |k: &str| top(k, TOP);
+    let total = |k: &str| -> rusqlite::Result<i64> {
+        c.query_row(
+            "SELECT coalesce(sum(n), 0) FROM port_day_item
+             WHERE port = ?1 AND sensor = ?2 AND day BETWEEN ?3 AND ?4 AND kind = ?5",
+            params![port, sensor, w.since, w.until, k],
+            |r| r.get(0),
+        )
+    };
+    let protocols = top(kind::PROTOCOL, CLOSED_SET)?;
     // Every closed session has exactly one protocol: their total is the session count.
-    let sessions: i64 = protocols.iter().map(|(_, n)| n).sum();
-    let tags_all = get(kind::TAG)?;
+    let sessions = total(kind::PROTOCOL)?;
+    let tags_all = top(kind::TAG, CLOSED_SET)?;
     let (exploit_tags, behaviour_tags): (Vec<_>, Vec<_>) = tags_all
         .into_iter()
         .partition(|(t, _)| is_exploit_tag(&text(t)));
     let creds = get(kind::CREDENTIAL)?;
-    let ok: HashMap<Vec<u8>, i64> = get(kind::CREDENTIAL_OK)?.into_iter().collect();
-    let attempts: i64 = creds.iter().map(|(_, n)| n).sum();
-    let accepted: i64 = ok.values().sum();
+    let attempts = total(kind::CREDENTIAL)?;
+    let accepted = total(kind::CREDENTIAL_OK)?;
+    // How often each listed pair was let in.
+    let mut ok_q = c.prepare_cached(
+        "SELECT coalesce(sum(n), 0) FROM port_day_item
+         WHERE port = ?1 AND sensor = ?2 AND day BETWEEN ?3 AND ?4 AND kind = ?5 AND item = ?6",
+    )?;
+    let mut ok: HashMap<Vec<u8>, i64> = HashMap::new();
+    for (pair, _) in &creds {
+        let n: i64 = ok_q.query_row(
+            params![port, sensor, w.since, w.until, kind::CREDENTIAL_OK, pair],
+            |r| r.get(0),
+        )?;
+        ok.insert(pair.clone(), n);
+    }
     let credentials = creds
         .iter()
         .take(TOP)
@@ -242,17 +248,17 @@ pub fn explain(
     let usernames = get(kind::USERNAME)?;
     let passwords = get(kind::PASSWORD)?;
     let commands = get(kind::COMMAND)?;
-    let total_commands: i64 = commands.iter().map(|(_, n)| n).sum();
+    let total_commands = total(kind::COMMAND)?;
     let requests = get(kind::REQUEST)?;
-    let total_requests: i64 = requests.iter().map(|(_, n)| n).sum();
+    let total_requests = total(kind::REQUEST)?;
     let downloads = get(kind::DOWNLOAD)?;
-    let total_downloads: i64 = downloads.iter().map(|(_, n)| n).sum();
+    let total_downloads = total(kind::DOWNLOAD)?;
     let agents = get(kind::USER_AGENT)?;
-    let total_agents: i64 = agents.iter().map(|(_, n)| n).sum();
+    let total_agents = total(kind::USER_AGENT)?;
 
     // Per persona: how its clients answered.
     let mut served: Vec<Served> = Vec::new();
-    for (it, n) in get(kind::SERVED)? {
+    for (it, n) in top(kind::SERVED, CLOSED_SET)? {
         let s = text(&it);
         let (persona, outcome) = s.rsplit_once('/').unwrap_or((s.as_str(), "?"));
         let entry = match served.iter_mut().position(|x| x.persona == persona) {
