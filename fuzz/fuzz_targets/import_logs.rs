@@ -64,7 +64,8 @@ fuzz_target!(|data: &[u8]| {
         },
         progress: false,
     };
-    if let Err(e) = import::import(&dir.join("store"), &[file], &opts) {
+    let store = honeyport::store::Location::Sqlite(dir.join("store"));
+    if let Err(e) = import::import(&store, &[file], &opts) {
         panic!("import failed instead of reporting bad lines: {e:#}");
     }
 });

@@ -1,7 +1,8 @@
 //! `honeyport bench-data`: a realistic synthetic store for benchmarking the reports.
 //!
 //! Sessions are spread over `days` UTC days ending yesterday, written through the sensor's own
-//! SQLite sink (so events, summary rows and rollups are exactly what a sensor would store):
+//! store writer (so events, summary rows and rollups are exactly what a sensor would store),
+//! on SQLite or any other backend:
 //!
 //! - ports: Zipf-distributed over the ports scanners favour (telnet, SSH, HTTP, SMB, RDP, ...),
 //!   then a long tail of random ports;
@@ -17,13 +18,12 @@
 //! Deterministic for a given `seed`.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 
 use honeyport_event::{EndReason, Event, EventKind, Payload, SessionId, Timestamp, Transport};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::sink::sqlite::SqliteSink;
+use crate::store::{Location, WriterOptions};
 
 /// A Zipf(s) distribution over ranks `0..n`, by its cumulative table.
 struct Zipf {
@@ -122,27 +122,33 @@ const AGENTS: &[&str] = &[
 ];
 
 /// What `generate` wrote.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Written {
     pub sessions: u64,
     pub events: u64,
+    /// Where they went.
+    pub location: String,
 }
 
 /// Writes `sessions` synthetic sessions over `days` days ending yesterday (UTC) into the
-/// store in `data_dir`. `progress` is called now and then with the sessions written so far.
+/// store at `store`. `progress` is called now and then with the sessions written so far.
 pub fn generate(
-    data_dir: &Path,
+    store: &Location,
     sessions: u64,
     days: u32,
     seed: u64,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Written> {
-    std::fs::create_dir_all(data_dir)?;
-    let mut sink = SqliteSink::open(&data_dir.join(crate::store::DB_FILE), false)?;
-    sink.bulk()?;
+    let mut sink = crate::store::open_writer(
+        store,
+        WriterOptions {
+            synchronous_full: false,
+            bulk: true,
+        },
+    )?;
     let mut rng = StdRng::seed_from_u64(seed);
     let days = days.max(1);
-    let today = crate::rollup::day_of(chrono::Utc::now().timestamp_micros());
+    let today = crate::store::day_of(chrono::Utc::now().timestamp_micros());
     let first_day = today - i64::from(days);
     // The rest of the port list: random ports after the hot ones.
     let mut ports: Vec<u16> = HOT_PORTS.to_vec();
@@ -172,7 +178,10 @@ pub fn generate(
         .map(|d| 1.0 + 0.15 * ((d % 7) as f64 / 6.0))
         .collect();
     let total_w: f64 = weights.iter().sum();
-    let mut written = Written::default();
+    let mut written = Written {
+        location: sink.location(),
+        ..Written::default()
+    };
     let mut batch: Vec<Event> = Vec::with_capacity(8192);
     let mut counter: u32 = 0;
     for (d, w) in weights.iter().enumerate() {
@@ -398,33 +407,46 @@ mod tests {
     #[test]
     fn a_small_store_has_the_sessions_asked_for_and_port_26_rises() {
         let dir = tempfile::tempdir().unwrap();
-        let w = generate(dir.path(), 20_000, 60, 7, |_| {}).unwrap();
+        let loc = Location::Sqlite(dir.path().to_path_buf());
+        let w = generate(&loc, 20_000, 60, 7, |_| {}).unwrap();
         assert_eq!(w.sessions, 20_000);
-        let c = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
-        let n: i64 = c
-            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 20_000);
-        let records: i64 = c
-            .query_row(
-                "SELECT sum(records) FROM port_day WHERE sensor = ''",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(records, 20_000);
-        // Port 26: far more in the second half than in the first.
-        let half = |cmp: &str| -> i64 {
-            c.query_row(
-                &format!(
-                    "SELECT coalesce(sum(records), 0) FROM port_day WHERE sensor = '' AND port = 26
-                     AND day {cmp} (SELECT min(day) + 30 FROM port_day)"
-                ),
-                [],
-                |r| r.get(0),
+        let r = crate::store::open_reader(&loc).unwrap();
+        let n = r
+            .sessions(
+                crate::store::Scope::Fleet,
+                crate::store::Window {
+                    since: -1_000_000,
+                    until: 1_000_000,
+                },
+                &Default::default(),
+                usize::MAX >> 2,
             )
             .unwrap()
+            .len();
+        assert_eq!(n, 20_000);
+        let (first, last) = r.day_range(crate::store::Scope::Fleet).unwrap().unwrap();
+        let all = r
+            .ports_in_window(
+                crate::store::Scope::Fleet,
+                crate::store::Window {
+                    since: first,
+                    until: last,
+                },
+            )
+            .unwrap();
+        assert_eq!(all.iter().map(|p| p.records).sum::<i64>(), 20_000);
+        // Port 26: far more in the second half than in the first.
+        let days26 = r
+            .port_days(crate::store::Scope::Fleet, 26, first, last)
+            .unwrap();
+        let half = |late: bool| -> i64 {
+            days26
+                .iter()
+                .filter(|d| (d.day >= first + 30) == late)
+                .map(|d| d.records)
+                .sum()
         };
+        let half = |cmp: &str| half(cmp == ">=");
         assert!(
             half(">=") > 10 * half("<").max(1),
             "{} vs {}",

@@ -343,11 +343,13 @@ pub async fn run(data_dir: &Path, out: &mut (dyn Write + Send)) -> anyhow::Resul
         report.pipeline.written,
         report.lost()
     )?;
-    let c = crate::report::cli::open(data_dir)?;
-    let day = crate::report::latest_day(&c, "")?.unwrap_or_else(crate::report::today);
+    let c = crate::report::cli::open(&crate::store::Location::Sqlite(data_dir.to_path_buf()))?;
+    let c = &*c;
+    let fleet = crate::store::Scope::Fleet;
+    let day = crate::report::latest_day(c, fleet)?.unwrap_or_else(crate::report::today);
     let top = crate::report::top_ports(
-        &c,
-        "",
+        c,
+        fleet,
         crate::report::Window::day(day),
         crate::report::By::Records,
         1,
@@ -356,9 +358,9 @@ pub async fn run(data_dir: &Path, out: &mut (dyn Write + Send)) -> anyhow::Resul
         anyhow::bail!("the demo stored no sessions");
     };
     let e = crate::report::explain::explain(
-        &c,
+        c,
         busiest.port,
-        "",
+        fleet,
         crate::report::Window::day(day),
         2,
         None,

@@ -12,10 +12,8 @@
 //! - [`fetch`]: real downloads of what the shell is asked to fetch (off by default)
 //! - [`tls`]: rustls server configs (given PEM or self-signed)
 //! - [`pipeline`]: bounded event queue -> writer thread -> sinks; backpressure and loss counts
-//! - [`sink`]: SQLite (store of record) and rotating JSON lines
-//! - [`store`]: the read side: schema and queries for the CLI
-//! - [`rollup`]: per day, port and sensor counts (records, sources, targets), kept as sessions
-//!   are written
+//! - [`sink`]: rotating JSON lines beside the store of record
+//! - [`store`]: the storage boundary ([`honeyport_store`]): writer, reader, SQLite backend, rollups
 //! - [`report`]: top ports, port history and trend, rising ports
 //! - [`import`]: `honeyport import`, cowrie, firewall and tcp-honeypot logs into the store
 //! - [`app`]: wiring used by `honeyport run` and the tests
@@ -35,7 +33,6 @@ pub mod listener;
 pub mod persona;
 pub mod pipeline;
 pub mod report;
-pub mod rollup;
 pub mod shell;
 pub mod sink;
 pub mod store;

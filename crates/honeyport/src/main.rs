@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use honeyport::config::{self, ConfigErrors, Validated};
-use honeyport::store::{EventFilter, Store};
+use honeyport::store::{EventFilter, Location};
 use honeyport_event::{Event, EventKind};
 
 #[derive(Parser)]
@@ -26,8 +26,22 @@ struct Cli {
         env = "HONEYPORT_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// The store that reports, `events`, `replay`, `explain`, `import` and `bench-data` read or
+    /// write: a data dir (`sqlite:DIR` or a path). Default: the data dir's SQLite store.
+    #[arg(long, global = true, env = "HONEYPORT_STORE")]
+    store: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+impl Cli {
+    /// Where the store is: `--store`, else the data dir's embedded store.
+    fn location(&self) -> anyhow::Result<Location> {
+        Ok(match &self.store {
+            Some(s) => Location::parse(s)?,
+            None => Location::Sqlite(self.data_dir.clone()),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -165,6 +179,7 @@ fn load(config: Option<&Path>) -> Result<Validated, ConfigErrors> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loc = cli.location();
     match cli.cmd {
         Cmd::Check { config } => match load(Some(&config)) {
             Ok(v) => {
@@ -182,7 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_pause,
             input,
         } => {
-            let store = Store::open(&cli.data_dir)?;
+            let store = honeyport::store::open_reader(&loc?)?;
             let mut evs = store.events(&EventFilter {
                 session: Some(session.clone()),
                 ..Default::default()
@@ -196,17 +211,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Report { cmd } => {
             let mut out = std::io::stdout().lock();
-            honeyport::report::cli::run(&cli.data_dir, &cmd, &mut out)?;
+            honeyport::report::cli::run(&loc?, &cmd, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Explain(a) => {
             let mut out = std::io::stdout().lock();
-            honeyport::report::cli::explain(&cli.data_dir, &a, &mut out)?;
+            honeyport::report::cli::explain(&loc?, &a, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Import(a) => {
             let mut out = std::io::stdout().lock();
-            let ok = honeyport::import::run(&cli.data_dir, &a, &mut out)?;
+            let ok = honeyport::import::run(&loc?, &a, &mut out)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -230,7 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let mut last = std::time::Instant::now();
-            let w = honeyport::benchdata::generate(&cli.data_dir, sessions, days, seed, |n| {
+            let w = honeyport::benchdata::generate(&loc?, sessions, days, seed, |n| {
                 if tty && last.elapsed() >= std::time::Duration::from_millis(200) {
                     last = std::time::Instant::now();
                     eprint!("\r{n} / {sessions} sessions");
@@ -246,7 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 w.events,
                 secs,
                 w.sessions as f64 / secs.max(1e-9),
-                cli.data_dir.display()
+                w.location
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -291,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
             json,
         } => {
-            let store = Store::open(&cli.data_dir)?;
+            let store = honeyport::store::open_reader(&loc?)?;
             let summary = match (&session, json) {
                 (Some(id), false) => store.summary(id)?,
                 _ => None,
@@ -301,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 src,
                 session,
                 limit: Some(limit),
+                ..Default::default()
             })?;
             let mut out = std::io::stdout().lock();
             if let Some(s) = summary {

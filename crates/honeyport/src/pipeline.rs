@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::classify::tagger::Tagger;
 use crate::config::Storage;
 use crate::sink::jsonl::JsonlSink;
-use crate::sink::sqlite::SqliteSink;
+use crate::store::{Location, RunTotals, Writer, WriterOptions};
 
 /// Counters shared by senders and the writer.
 #[derive(Debug, Default)]
@@ -132,9 +132,12 @@ impl Pipeline {
         tagger: Option<Tagger>,
     ) -> anyhow::Result<(EventTx, Pipeline)> {
         std::fs::create_dir_all(data_dir)?;
-        let mut sqlite = SqliteSink::open(
-            &data_dir.join(crate::store::DB_FILE),
-            storage.synchronous_full,
+        let mut sqlite = crate::store::open_writer(
+            &Location::Sqlite(data_dir.to_path_buf()),
+            WriterOptions {
+                synchronous_full: storage.synchronous_full,
+                bulk: false,
+            },
         )?;
         sqlite.begin_run(sensor)?;
         let mut jsonl = match &storage.jsonl {
@@ -174,7 +177,7 @@ impl Pipeline {
                         let n = t.observe(&mut batch);
                         st.derived.fetch_add(n as u64, Ordering::Relaxed);
                     }
-                    write_batch(&mut sqlite, jsonl.as_mut(), &batch, queued, &st);
+                    write_batch(sqlite.as_mut(), jsonl.as_mut(), &batch, queued, &st);
                     batch.clear();
                 }
                 if let Some(t) = &tagger {
@@ -194,7 +197,12 @@ impl Pipeline {
                     }
                 }
                 let r = report(&st);
-                if let Err(e) = sqlite.end_run(r.sent, r.written, r.dropped, r.stalls) {
+                if let Err(e) = sqlite.end_run(RunTotals {
+                    sent: r.sent,
+                    written: r.written,
+                    dropped: r.dropped,
+                    stalls: r.stalls,
+                }) {
                     tracing::error!(error = %e, "sqlite sink: could not record the run summary");
                 }
             })?;
@@ -240,7 +248,7 @@ fn report(st: &PipelineStats) -> PipelineReport {
 /// Writes a batch; `queued` is how many of its events came from the queue (the rest were
 /// derived by the tagger), for the counters.
 fn write_batch(
-    sqlite: &mut SqliteSink,
+    sqlite: &mut dyn Writer,
     jsonl: Option<&mut JsonlSink>,
     batch: &[Event],
     queued: usize,

@@ -19,29 +19,17 @@
 //!   malformed.
 //! - Records go to the `firewall` table, unique per (time, sensor, protocol, source,
 //!   destination, ports); only a record new to it is counted in the report rollups
-//!   ([`rollup::record`]), in the same transaction, so importing a file again adds nothing.
+//!   ([`crate::store::Writer::write_firewall`]), in the same transaction, so importing a file
+//!   again adds nothing.
 //!   (Two identical lines within the same timestamp are one record.)
 //! - The sensor is `--sensor`, else `firewall`.
 
 use std::net::IpAddr;
 
 use chrono::{Datelike as _, FixedOffset, NaiveDate, TimeZone as _};
-use rusqlite::params;
 
 use super::{in_range, parse_iso, Importer, Options, Position, Store, Summary, BATCH};
-use crate::rollup;
-
-/// The table of imported firewall records (addresses as in [`rollup::ip_key`]).
-pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS firewall (
-    ts INTEGER NOT NULL,
-    sensor TEXT NOT NULL,
-    proto TEXT NOT NULL,
-    src BLOB NOT NULL,
-    dst BLOB NOT NULL,
-    spt INTEGER NOT NULL,
-    dpt INTEGER NOT NULL,
-    UNIQUE (ts, sensor, proto, src, dst, spt, dpt)
-);";
+use crate::store::FirewallRecord;
 
 /// One firewall record.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,8 +154,7 @@ pub struct Iptables {
 }
 
 impl Iptables {
-    pub fn new(opts: &Options, store: &mut Store) -> anyhow::Result<Iptables> {
-        store.conn().execute_batch(SCHEMA)?;
+    pub fn new(opts: &Options) -> anyhow::Result<Iptables> {
         let now = chrono::Utc::now();
         Ok(Iptables {
             sensor: opts.sensor.clone().unwrap_or_else(|| "firewall".into()),
@@ -186,41 +173,21 @@ impl Iptables {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let tx = store.conn().transaction()?;
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO firewall (ts, sensor, proto, src, dst, spt, dpt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for r in &self.pending {
-                let new = ins.execute(params![
-                    r.ts,
-                    self.sensor,
-                    if r.udp { "udp" } else { "tcp" },
-                    rollup::ip_key(r.src),
-                    rollup::ip_key(r.dst),
-                    r.spt,
-                    r.dpt
-                ])?;
-                if new == 1 {
-                    rollup::record(
-                        &tx,
-                        &rollup::Record {
-                            ts_micros: r.ts,
-                            sensor: &self.sensor,
-                            udp: r.udp,
-                            port: r.dpt,
-                            src: r.src,
-                            dst: r.dst,
-                        },
-                    )?;
-                    sum.records += 1;
-                } else {
-                    sum.records_existing += 1;
-                }
-            }
-        }
-        tx.commit()?;
+        let recs: Vec<FirewallRecord> = self
+            .pending
+            .iter()
+            .map(|r| FirewallRecord {
+                ts_micros: r.ts,
+                udp: r.udp,
+                src: r.src,
+                dst: r.dst,
+                spt: r.spt,
+                dpt: r.dpt,
+            })
+            .collect();
+        let new = store.firewall(&self.sensor, &recs)?;
+        sum.records += new;
+        sum.records_existing += recs.len() as u64 - new;
         self.pending.clear();
         Ok(())
     }

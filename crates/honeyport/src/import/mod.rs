@@ -18,7 +18,7 @@
 //!   already in the store (same id, sensor, start and source) is skipped whole, one that only
 //!   shares the id with another moves to the next free id; firewall records are unique per (time, sensor, protocol, addresses, ports): importing
 //!   the same file again adds nothing.
-//! - Everything is written through the sensor's own SQLite sink ([`SqliteSink`]), so the
+//! - Everything is written through the sensor's own store writer ([`crate::store::Writer`]), so the
 //!   session summaries and the report rollups are kept exactly as the live sensor keeps them.
 //! - Malformed lines are counted and reported (`file:line: reason`, the first
 //!   [`MAX_REPORTED`]); the rest of the file is imported.
@@ -40,10 +40,9 @@ use std::time::{Duration, Instant};
 
 use chrono::FixedOffset;
 use honeyport_event::{Event, EventKind, SessionId, Timestamp, Transport};
-use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use crate::sink::sqlite::SqliteSink;
+use crate::store::{FirewallRecord, Location, Writer, WriterOptions};
 
 /// Longest line read; a longer one is skipped (and reported as malformed).
 pub const MAX_LINE: usize = 1024 * 1024;
@@ -51,7 +50,7 @@ pub const MAX_LINE: usize = 1024 * 1024;
 pub const MAX_REPORTED: usize = 20;
 /// Kinds of lines not mapped counted apart (the rest together).
 pub const MAX_KINDS: usize = 256;
-/// Events per `SqliteSink::write` (one transaction).
+/// Events per `Writer::write` (one transaction).
 pub const BATCH: usize = 4096;
 
 /// The log formats `honeyport import` reads.
@@ -339,13 +338,7 @@ pub fn import_id(start_micros: i64, parts: &[&[u8]]) -> u64 {
 
 /// Who a session is: tells a session imported before (same) from another one that happens
 /// to have the same id (different).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ident {
-    pub sensor: String,
-    pub start: i64,
-    pub src: String,
-    pub src_port: u16,
-}
+pub use crate::store::Ident;
 
 /// One line as read.
 pub enum Line {
@@ -528,27 +521,26 @@ impl Progress {
     }
 }
 
-/// The store as the importers see it: the sink (sessions, rollups) and a second connection
-/// for lookups and the firewall table.
+/// The store as the importers see it: the writer (sessions, rollups, firewall records) and
+/// the sessions queued for its next batch.
 pub struct Store {
-    sink: SqliteSink,
-    conn: Connection,
+    sink: Box<dyn Writer>,
     batch: Vec<Event>,
     /// Sessions in `batch` (not yet visible to a query).
     pending: HashMap<u64, Ident>,
 }
 
 impl Store {
-    pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(data_dir)?;
-        let path = data_dir.join(crate::store::DB_FILE);
-        let mut sink = SqliteSink::open(&path, false)?;
-        sink.bulk()?;
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+    pub fn open(loc: &Location) -> anyhow::Result<Store> {
+        let sink = crate::store::open_writer(
+            loc,
+            WriterOptions {
+                synchronous_full: false,
+                bulk: true,
+            },
+        )?;
         Ok(Store {
             sink,
-            conn,
             batch: Vec::with_capacity(BATCH),
             pending: HashMap::new(),
         })
@@ -561,20 +553,7 @@ impl Store {
         for _ in 0..64 {
             let found = match self.pending.get(&id) {
                 Some(p) => Some(p.clone()),
-                None => self
-                    .conn
-                    .prepare_cached(
-                        "SELECT sensor, start_ts, src_ip, src_port FROM sessions WHERE session = ?1",
-                    )?
-                    .query_row(params![id as i64], |r| {
-                        Ok(Ident {
-                            sensor: r.get(0)?,
-                            start: r.get(1)?,
-                            src: r.get(2)?,
-                            src_port: r.get::<_, i64>(3)? as u16,
-                        })
-                    })
-                    .optional()?,
+                None => self.sink.ident(id)?,
             };
             match found {
                 None => return Ok(Some(id)),
@@ -604,9 +583,9 @@ impl Store {
         Ok(())
     }
 
-    /// The connection for the firewall table (see [`iptables`]).
-    pub fn conn(&mut self) -> &mut Connection {
-        &mut self.conn
+    /// Writes firewall records (one transaction); returns how many were new.
+    pub fn firewall(&mut self, sensor: &str, recs: &[FirewallRecord]) -> anyhow::Result<u64> {
+        Ok(self.sink.write_firewall(sensor, recs)?)
     }
 }
 
@@ -787,7 +766,7 @@ pub trait Importer {
 }
 
 /// Imports `files` into the store in `data_dir`.
-pub fn import(data_dir: &Path, files: &[PathBuf], opts: &Options) -> anyhow::Result<Summary> {
+pub fn import(store: &Location, files: &[PathBuf], opts: &Options) -> anyhow::Result<Summary> {
     // Every file must be readable before anything is imported.
     let mut total = 0u64;
     for f in files {
@@ -799,11 +778,11 @@ pub fn import(data_dir: &Path, files: &[PathBuf], opts: &Options) -> anyhow::Res
         total += m.len();
     }
     let start = Instant::now();
-    let mut store = Store::open(data_dir)?;
+    let mut store = Store::open(store)?;
     let mut sum = Summary::new(opts.format, files.len());
     let mut imp: Box<dyn Importer> = match opts.format {
         Format::Cowrie => Box::new(cowrie::Cowrie::new(opts)),
-        Format::Iptables => Box::new(iptables::Iptables::new(opts, &mut store)?),
+        Format::Iptables => Box::new(iptables::Iptables::new(opts)?),
         Format::SimpleListener => Box::new(simple_listener::SimpleListener::new(opts)),
     };
     let mut progress = Progress::new(opts.progress, total);
@@ -863,9 +842,9 @@ pub fn import(data_dir: &Path, files: &[PathBuf], opts: &Options) -> anyhow::Res
 
 /// `honeyport import`: imports, prints the summary, and says whether it succeeded (something
 /// imported, or everything already there).
-pub fn run(data_dir: &Path, a: &ImportArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
+pub fn run(store: &Location, a: &ImportArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
     let opts = Options::from_args(a);
-    let sum = import(data_dir, &a.files, &opts)?;
+    let sum = import(store, &a.files, &opts)?;
     if a.json {
         writeln!(out, "{}", serde_json::to_string(&sum)?)?;
     } else {
@@ -958,6 +937,7 @@ pub fn python_repr(s: &str) -> Option<Vec<u8>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::store::Reader as _;
 
     fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, u64>> {
         let mut r = LineReader::new(BufReader::with_capacity(7, input), max);
@@ -1039,7 +1019,12 @@ mod tests {
     #[test]
     fn buffers_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let s = import(dir.path(), &[fixture()], &opts(1, 100)).unwrap();
+        let s = import(
+            &Location::Sqlite(dir.path().into()),
+            &[fixture()],
+            &opts(1, 100),
+        )
+        .unwrap();
         // The telnet connect pushes the SSH session out: written with its connect only.
         assert_eq!((s.sessions_new, s.sessions_unclosed), (2, 1));
         assert_eq!(
@@ -1050,7 +1035,12 @@ mod tests {
         assert_eq!(s.events, 3 + 8);
 
         let dir = tempfile::tempdir().unwrap();
-        let s = import(dir.path(), &[fixture()], &opts(10, 3)).unwrap();
+        let s = import(
+            &Location::Sqlite(dir.path().into()),
+            &[fixture()],
+            &opts(10, 3),
+        )
+        .unwrap();
         assert_eq!((s.sessions_new, s.sessions_unclosed), (2, 0));
         // Each session keeps 3 events (connect included) plus its classified and closed.
         assert_eq!(s.events, 2 * 5);
@@ -1078,8 +1068,11 @@ mod tests {
             kind,
         };
         {
-            let mut sink =
-                SqliteSink::open(&dir.path().join(crate::store::DB_FILE), false).unwrap();
+            let mut sink = crate::store::open_writer(
+                &Location::Sqlite(dir.path().into()),
+                WriterOptions::default(),
+            )
+            .unwrap();
             sink.write(&[
                 other(EventKind::Connect {
                     listener: "l".into(),
@@ -1100,14 +1093,24 @@ mod tests {
             ])
             .unwrap();
         }
-        let s = import(dir.path(), &[fixture()], &opts(10, 100)).unwrap();
+        let s = import(
+            &Location::Sqlite(dir.path().into()),
+            &[fixture()],
+            &opts(10, 100),
+        )
+        .unwrap();
         assert_eq!((s.sessions_new, s.sessions_existing), (2, 0));
         let store = crate::store::Store::open(dir.path()).unwrap();
         let moved = store.summary(&format!("{:016x}", id + 1)).unwrap().unwrap();
         assert_eq!((moved.persona.as_str(), moved.logins), ("cowrie-ssh", 2));
         let kept = store.summary(&format!("{id:016x}")).unwrap().unwrap();
         assert_eq!(kept.persona, "p");
-        let again = import(dir.path(), &[fixture()], &opts(10, 100)).unwrap();
+        let again = import(
+            &Location::Sqlite(dir.path().into()),
+            &[fixture()],
+            &opts(10, 100),
+        )
+        .unwrap();
         assert_eq!((again.sessions_new, again.sessions_existing), (0, 2));
     }
 

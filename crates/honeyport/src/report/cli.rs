@@ -1,15 +1,14 @@
 //! `honeyport report ...`: the report commands, their options and their output.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rusqlite::Connection;
 
 use super::format::{thousands, Format, Table};
 use super::{By, RisingGuards, Window};
-use crate::rollup::kind;
+use crate::store::{kind, Location, Reader, Scope};
 
 /// Output options every report shares.
 #[derive(Args, Clone, Debug)]
@@ -36,8 +35,8 @@ impl Output {
         }
     }
 
-    fn sensor(&self) -> &str {
-        self.sensor.as_deref().unwrap_or("")
+    fn sensor(&self) -> Scope<'_> {
+        Scope::of(self.sensor.as_deref())
     }
 }
 
@@ -56,7 +55,7 @@ pub struct WindowArgs {
 }
 
 impl WindowArgs {
-    fn window(&self, c: &Connection, sensor: &str) -> anyhow::Result<Window> {
+    fn window(&self, c: &dyn Reader, sensor: Scope<'_>) -> anyhow::Result<Window> {
         let until = day_or_latest(c, self.until.as_deref(), sensor)?;
         let since = match &self.since {
             Some(s) => super::parse_day(s).map_err(anyhow::Error::msg)?,
@@ -216,17 +215,18 @@ pub struct ExplainArgs {
 }
 
 /// Explains port N (text, or `--json`; `--csv` is not a shape this report has).
-pub fn explain(data_dir: &Path, a: &ExplainArgs, w: &mut dyn Write) -> anyhow::Result<()> {
+pub fn explain(store: &Location, a: &ExplainArgs, w: &mut dyn Write) -> anyhow::Result<()> {
     if a.out.csv {
         anyhow::bail!("explain prints text or --json; the tables it draws on have --csv (honeyport report ...)");
     }
-    let c = open(data_dir)?;
+    let c = open(store)?;
+    let c = &*c;
     let sensor = a.out.sensor();
-    let window = a.window.window(&c, sensor)?;
+    let window = a.window.window(c, sensor)?;
     let geo = super::geo::Geo::from_args(&a.geo.mmdb)?;
     let by_geo = |ip| geo.as_ref().map_or((None, None), |g| g.lookup(ip));
     let e = super::explain::explain(
-        &c,
+        c,
         a.port,
         sensor,
         window,
@@ -241,31 +241,13 @@ pub fn explain(data_dir: &Path, a: &ExplainArgs, w: &mut dyn Write) -> anyhow::R
     Ok(())
 }
 
-/// Opens the store for reports. A store written before rollups existed gets them first
-/// (computed once from its sessions), so this opens it for writing.
-pub fn open(data_dir: &Path) -> anyhow::Result<Connection> {
-    let path = data_dir.join(crate::store::DB_FILE);
-    if !path.is_file() {
-        anyhow::bail!(
-            "no store at {} (run the sensor first, or pass --data-dir)",
-            path.display()
-        );
-    }
-    let mut c = Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("store {}", path.display()))?;
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
-    // A corrupt or foreign file fails here, with its name.
-    c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
-        .with_context(|| format!("store {} is not a honeyport store", path.display()))?;
-    crate::rollup::migrate(&mut c)
-        .with_context(|| format!("store {}: computing rollups", path.display()))?;
-    Ok(c)
+/// Opens the store for reports (a SQLite store written before rollups existed gets them
+/// first, computed once from its sessions).
+pub fn open(store: &Location) -> anyhow::Result<Box<dyn Reader>> {
+    Ok(crate::store::open_reader(store)?)
 }
 
-fn day_or_latest(c: &Connection, day: Option<&str>, sensor: &str) -> anyhow::Result<i64> {
+fn day_or_latest(c: &dyn Reader, day: Option<&str>, sensor: Scope<'_>) -> anyhow::Result<i64> {
     match day {
         Some(d) => super::parse_day(d).map_err(anyhow::Error::msg),
         None => Ok(super::latest_day(c, sensor)?.unwrap_or_else(super::today)),
@@ -306,8 +288,9 @@ fn window_note(win: Window, port: Option<u16>, out: &Output) -> String {
 }
 
 /// Runs a report, printing to `w`.
-pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Result<()> {
-    let c = open(data_dir)?;
+pub fn run(store: &Location, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Result<()> {
+    let c = open(store)?;
+    let c = &*c;
     match cmd {
         ReportCmd::Sources {
             port,
@@ -317,8 +300,8 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
             out,
         } => {
             let geo = super::geo::Geo::from_args(&geo.mmdb)?;
-            let win = window.window(&c, out.sensor())?;
-            let mut rows = super::lists::sources(&c, out.sensor(), win, *port, *n)?;
+            let win = window.window(c, out.sensor())?;
+            let mut rows = super::lists::sources(c, out.sensor(), win, *port, *n)?;
             let f = out.format();
             let mut head = vec!["ip", "records", "ports", "days", "top_port"];
             if let Some(g) = &geo {
@@ -353,20 +336,17 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
             window,
             out,
         } => {
-            let win = window.window(&c, out.sensor())?;
+            let win = window.window(c, out.sensor())?;
             let f = out.format();
-            let get = |k: &str| super::lists::items(&c, out.sensor(), win, *port, k, *n);
+            let get = |k: &str| super::lists::items(c, out.sensor(), win, *port, k, *n);
             let pairs = get(kind::CREDENTIAL)?;
-            let ok: std::collections::HashMap<Vec<u8>, i64> = super::lists::items(
-                &c,
-                out.sensor(),
-                win,
-                *port,
-                kind::CREDENTIAL_OK,
-                usize::MAX >> 1,
-            )?
-            .into_iter()
-            .collect();
+            // How often each listed pair was let in.
+            let listed: Vec<Vec<u8>> = pairs.iter().map(|(p, _)| p.clone()).collect();
+            let ok: std::collections::HashMap<Vec<u8>, i64> = listed
+                .iter()
+                .cloned()
+                .zip(c.item_counts(out.sensor(), win, *port, kind::CREDENTIAL_OK, &listed)?)
+                .collect();
             let split = |p: &[u8]| -> (String, String) {
                 match p.iter().position(|&b| b == 0) {
                     Some(i) => (
@@ -418,12 +398,12 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
             window,
             out,
         } => {
-            let win = window.window(&c, out.sensor())?;
+            let win = window.window(c, out.sensor())?;
             let f = out.format();
             let mut t = Table::new(&["kind", "client", "sessions"]);
             let mut json = serde_json::Map::new();
             for k in super::lists::CLIENT_KINDS {
-                let list = super::lists::items(&c, out.sensor(), win, *port, k, *n)?;
+                let list = super::lists::items(c, out.sensor(), win, *port, k, *n)?;
                 let mut arr = Vec::new();
                 for (item, cnt) in list {
                     let s = String::from_utf8_lossy(&item).into_owned();
@@ -446,7 +426,7 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
             window,
             out,
         } => {
-            let win = window.window(&c, out.sensor())?;
+            let win = window.window(c, out.sensor())?;
             let f = out.format();
             let filter = super::lists::SessionFilter {
                 port: *port,
@@ -455,8 +435,9 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
                 tag: tag.clone(),
                 client: client.clone(),
                 logins: *logins,
+                sent_bytes: false,
             };
-            let rows = super::lists::sessions(&c, out.sensor(), win, &filter, *n)?;
+            let rows = super::lists::sessions(c, out.sensor(), win, &filter, *n)?;
             let mut t = Table::new(&[
                 "session", "start", "src", "port", "served", "protocol", "client", "logins",
                 "commands", "tags",
@@ -488,9 +469,9 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
         } => {
             let sensor = out.sensor();
             let window = match (day, since) {
-                (Some(d), _) => Window::day(day_or_latest(&c, Some(d), sensor)?),
+                (Some(d), _) => Window::day(day_or_latest(c, Some(d), sensor)?),
                 (None, since) => {
-                    let until = day_or_latest(&c, until.as_deref(), sensor)?;
+                    let until = day_or_latest(c, until.as_deref(), sensor)?;
                     let since = match since {
                         Some(s) => super::parse_day(s).map_err(anyhow::Error::msg)?,
                         None => until,
@@ -501,7 +482,7 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
                     Window { since, until }
                 }
             };
-            let rows = super::top_ports(&c, sensor, window, *by, *n)?;
+            let rows = super::top_ports(c, sensor, window, *by, *n)?;
             match out.format() {
                 Format::Json => {
                     let doc = serde_json::json!({
@@ -567,8 +548,8 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
             if !(1..=36_500).contains(days) {
                 anyhow::bail!("--days must be between 1 and 36500");
             }
-            let until = day_or_latest(&c, until.as_deref(), sensor)?;
-            let rows = super::port_history(&c, sensor, *port, *days, until)?;
+            let until = day_or_latest(c, until.as_deref(), sensor)?;
+            let rows = super::port_history(c, sensor, *port, *days, until)?;
             if let Some(p) = svg {
                 let chart = super::chart::Chart::port(*port, &rows);
                 std::fs::write(p, chart.svg())
@@ -633,12 +614,12 @@ pub fn run(data_dir: &Path, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resul
             out,
         } => {
             let sensor = out.sensor();
-            let day = day_or_latest(&c, day.as_deref(), sensor)?;
+            let day = day_or_latest(c, day.as_deref(), sensor)?;
             let guards = RisingGuards {
                 min_sources: *min_sources,
                 min_records: *min_records,
             };
-            let rows = super::rising(&c, sensor, day, *n, guards)?;
+            let rows = super::rising(c, sensor, day, *n, guards)?;
             match out.format() {
                 Format::Json => {
                     let doc = serde_json::json!({

@@ -4,12 +4,11 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::format::thousands;
 use super::{date_of, Window};
-use crate::rollup::kind;
+use crate::store::{kind, EventFilter, Reader, Result, Scope, SessionFilter};
 
 /// How many entries each top list keeps.
 pub const TOP: usize = 10;
@@ -146,66 +145,25 @@ pub type Lookup<'a> = &'a dyn Fn(std::net::IpAddr) -> (Option<String>, Option<St
 
 /// Builds the explanation of `port` over `w`.
 pub fn explain(
-    c: &Connection,
+    r: &dyn Reader,
     port: u16,
-    sensor: &str,
+    scope: Scope<'_>,
     w: Window,
     examples: usize,
     lookup: Option<Lookup<'_>>,
-) -> rusqlite::Result<Explain> {
+) -> Result<Explain> {
     // Volume: records add up; sources and targets are distinct over the window.
-    let (records, tcp, udp): (i64, i64, i64) = c.query_row(
-        "SELECT coalesce(sum(records), 0), coalesce(sum(tcp), 0), coalesce(sum(udp), 0)
-         FROM port_day WHERE port = ?1 AND sensor = ?2 AND day BETWEEN ?3 AND ?4",
-        params![port, sensor, w.since, w.until],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let distinct = |table: &str| -> rusqlite::Result<i64> {
-        c.query_row(
-            &format!(
-                "SELECT count(DISTINCT ip) FROM {table}
-                 WHERE day BETWEEN ?1 AND ?2 AND sensor = ?3 AND port = ?4"
-            ),
-            params![w.since, w.until, sensor, port],
-            |r| r.get(0),
-        )
-    };
-    let sources = distinct("port_day_src")?;
-    let targets = distinct("port_day_dst")?;
-    // Two lookups on the (dst_port, start_ts) index (one sensor's first and last need a scan
-    // of the port's sessions instead).
-    let seen = |q: &str| -> rusqlite::Result<Option<i64>> {
-        if sensor.is_empty() {
-            c.query_row(
-                &format!("SELECT {q}(start_ts) FROM sessions WHERE dst_port = ?1"),
-                params![port],
-                |r| r.get(0),
-            )
-        } else {
-            c.query_row(
-                &format!("SELECT {q}(start_ts) FROM sessions WHERE dst_port = ?1 AND sensor = ?2"),
-                params![port, sensor],
-                |r| r.get(0),
-            )
-        }
-    };
-    let (first, last) = (seen("min")?, seen("max")?);
+    let volume = r.port_in_window(scope, port, w)?;
+    let (first, last) = r.port_seen(scope, port)?;
     let stamp = |t: i64| {
         chrono::DateTime::from_timestamp_micros(t)
             .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             .unwrap_or_default()
     };
 
-    let top = |k: &str, n: usize| super::lists::items(c, sensor, w, Some(port), k, n);
+    let top = |k: &str, n: usize| r.items(scope, w, Some(port), k, n);
     let get = |k: &str| top(k, TOP);
-    let total = |k: &str| -> rusqlite::Result<i64> {
-        c.query_row(
-            "SELECT coalesce(sum(n), 0) FROM port_day_item
-             WHERE port = ?1 AND sensor = ?2 AND day BETWEEN ?3 AND ?4 AND kind = ?5",
-            params![port, sensor, w.since, w.until, k],
-            |r| r.get(0),
-        )
-    };
+    let total = |k: &str| r.item_total(scope, w, Some(port), k);
     let protocols = top(kind::PROTOCOL, CLOSED_SET)?;
     // Every closed session has exactly one protocol: their total is the session count.
     let sessions = total(kind::PROTOCOL)?;
@@ -217,18 +175,12 @@ pub fn explain(
     let attempts = total(kind::CREDENTIAL)?;
     let accepted = total(kind::CREDENTIAL_OK)?;
     // How often each listed pair was let in.
-    let mut ok_q = c.prepare_cached(
-        "SELECT coalesce(sum(n), 0) FROM port_day_item
-         WHERE port = ?1 AND sensor = ?2 AND day BETWEEN ?3 AND ?4 AND kind = ?5 AND item = ?6",
-    )?;
-    let mut ok: HashMap<Vec<u8>, i64> = HashMap::new();
-    for (pair, _) in &creds {
-        let n: i64 = ok_q.query_row(
-            params![port, sensor, w.since, w.until, kind::CREDENTIAL_OK, pair],
-            |r| r.get(0),
-        )?;
-        ok.insert(pair.clone(), n);
-    }
+    let pairs: Vec<Vec<u8>> = creds.iter().map(|(p, _)| p.clone()).collect();
+    let ok: HashMap<Vec<u8>, i64> = pairs
+        .iter()
+        .cloned()
+        .zip(r.item_counts(scope, w, Some(port), kind::CREDENTIAL_OK, &pairs)?)
+        .collect();
     let credentials = creds
         .iter()
         .take(TOP)
@@ -261,17 +213,18 @@ pub fn explain(
     for (it, n) in top(kind::SERVED, CLOSED_SET)? {
         let s = text(&it);
         let (persona, outcome) = s.rsplit_once('/').unwrap_or((s.as_str(), "?"));
-        let entry = match served.iter_mut().position(|x| x.persona == persona) {
-            Some(i) => &mut served[i],
+        let i = match served.iter().position(|x| x.persona == persona) {
+            Some(i) => i,
             None => {
                 served.push(Served {
                     persona: persona.to_string(),
                     sessions: 0,
                     outcomes: Vec::new(),
                 });
-                served.last_mut().expect("just pushed")
+                served.len() - 1
             }
         };
+        let entry = &mut served[i];
         entry.sessions += n;
         entry.outcomes.push(Share {
             item: outcome.to_string(),
@@ -287,26 +240,17 @@ pub fn explain(
     served.sort_by(|a, b| b.sessions.cmp(&a.sessions).then(a.persona.cmp(&b.persona)));
 
     // Top sources by sessions.
-    let mut q = c.prepare_cached(
-        "SELECT ip, sum(n) AS total FROM port_day_src
-         WHERE day BETWEEN ?1 AND ?2 AND sensor = ?3 AND port = ?4
-         GROUP BY ip ORDER BY total DESC, ip LIMIT ?5",
-    )?;
-    let top_sources = q
-        .query_map(params![w.since, w.until, sensor, port, TOP as i64], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?
+    let top_sources = r
+        .sources(scope, w, Some(port), TOP)?
         .into_iter()
-        .filter_map(|(ip, n)| {
-            let ip = crate::rollup::ip_of_key(&ip)?;
-            let (asn, country) = lookup.map(|f| f(ip)).unwrap_or((None, None));
-            Some(Source {
-                ip: ip.to_string(),
-                records: n,
+        .map(|s| {
+            let (asn, country) = lookup.map(|f| f(s.ip)).unwrap_or((None, None));
+            Source {
+                ip: s.ip.to_string(),
+                records: s.records,
                 asn,
                 country,
-            })
+            }
         })
         .collect();
 
@@ -314,12 +258,12 @@ pub fn explain(
         port,
         since: date_of(w.since),
         until: date_of(w.until),
-        sensor: (!sensor.is_empty()).then(|| sensor.to_string()),
-        records,
-        tcp,
-        udp,
-        sources,
-        targets,
+        sensor: scope.sensor().map(str::to_string),
+        records: volume.records,
+        tcp: volume.tcp,
+        udp: volume.udp,
+        sources: volume.sources,
+        targets: volume.targets,
         first_seen: first.map(stamp),
         last_seen: last.map(stamp),
         protocols: shares(&protocols, sessions, usize::MAX),
@@ -342,61 +286,49 @@ pub fn explain(
         top_sources,
         examples: Vec::new(),
     };
-    out.examples = pick_examples(c, &out, sensor, w, examples)?;
+    out.examples = pick_examples(r, &out, scope, w, examples)?;
     Ok(out)
 }
 
 /// One example session per main protocol (the latest in the window that sent something),
 /// with its first lines each way.
 fn pick_examples(
-    c: &Connection,
+    r: &dyn Reader,
     e: &Explain,
-    sensor: &str,
+    scope: Scope<'_>,
     w: Window,
     n: usize,
-) -> rusqlite::Result<Vec<Example>> {
-    const DAY: i64 = 86_400_000_000;
-    let mut q = c.prepare_cached(
-        "SELECT session, src_ip, start_ts FROM sessions
-         WHERE dst_port = ?1 AND start_ts >= ?2 AND start_ts < ?3 AND protocol = ?4
-           AND bytes_in > 0 AND (?5 = '' OR sensor = ?5)
-         ORDER BY start_ts DESC LIMIT 1",
-    )?;
-    let mut ev = c.prepare_cached(
-        "SELECT eventid, json FROM events WHERE session = ?1
-         AND eventid IN ('session.input', 'session.output') ORDER BY id LIMIT 40",
-    )?;
+) -> Result<Vec<Example>> {
     let mut out = Vec::new();
     for p in e.protocols.iter().filter(|p| p.item != "silent").take(n) {
-        let found = q
-            .query_row(
-                params![e.port, w.since * DAY, (w.until + 1) * DAY, p.item, sensor],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                },
-            )
-            .ok();
-        let Some((sid, src, start)) = found else {
+        let found = r.sessions(
+            scope,
+            w,
+            &SessionFilter {
+                port: Some(e.port),
+                protocol: Some(p.item.clone()),
+                sent_bytes: true,
+                ..Default::default()
+            },
+            1,
+        )?;
+        let Some(s) = found.into_iter().next() else {
             continue;
         };
         let mut transcript = Vec::new();
-        let mut rows = ev.query(params![sid])?;
-        while let Some(r) = rows.next()? {
-            let id: String = r.get(0)?;
-            let json: String = r.get(1)?;
-            let Ok(kind) = serde_json::from_str::<honeyport_event::EventKind>(&json) else {
-                continue;
-            };
-            let (mark, data) = match kind {
+        let events = r.events(&EventFilter {
+            session: Some(s.session.clone()),
+            eventids: vec!["session.input", "session.output"],
+            oldest_first: true,
+            limit: Some(40),
+            ..Default::default()
+        })?;
+        for ev in events {
+            let (mark, data) = match ev.kind {
                 honeyport_event::EventKind::Input { data, .. } => ('>', data),
                 honeyport_event::EventKind::Output { data, .. } => ('<', data),
                 _ => continue,
             };
-            let _ = id;
             for line in clip_lines(&data.0) {
                 if transcript.len() < 12 {
                     transcript.push(format!("{mark} {line}"));
@@ -404,10 +336,10 @@ fn pick_examples(
             }
         }
         out.push(Example {
-            session: format!("{:016x}", sid as u64),
+            session: s.session,
             protocol: p.item.clone(),
-            src,
-            start: chrono::DateTime::from_timestamp_micros(start)
+            src: s.src_ip,
+            start: chrono::DateTime::from_timestamp_micros(s.start)
                 .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_default(),
             transcript,

@@ -1,4 +1,5 @@
-//! Reports: "what's up with port N?" from the store's rollups ([`crate::rollup`]).
+//! Reports: "what's up with port N?" from the store's rollups ([`crate::store::rollup`]), as
+//! pure functions over a [`Reader`] (no SQL here; the same on every backend).
 //!
 //! - [`top_ports`]: per port, records, sources and targets for a day or a window (ISC's
 //!   `topports`).
@@ -17,8 +18,10 @@ pub mod geo;
 pub mod lists;
 
 use chrono::{Datelike, NaiveDate};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+
+pub use crate::store::Window;
+use crate::store::{PortCounts, Reader, Result, Scope};
 
 /// Days before a day that make its baseline (ISC: 30).
 pub const BASELINE_DAYS: i64 = 30;
@@ -34,7 +37,7 @@ pub fn date_of(day: i64) -> String {
 const EPOCH_CE: i64 = 719_163;
 
 /// Parses `YYYY-MM-DD` into a UTC day number.
-pub fn parse_day(s: &str) -> Result<i64, String> {
+pub fn parse_day(s: &str) -> std::result::Result<i64, String> {
     let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
         .map_err(|e| format!("{s:?} is not a date (YYYY-MM-DD): {e}"))?;
     Ok(i64::from(d.num_days_from_ce()) - EPOCH_CE)
@@ -42,7 +45,7 @@ pub fn parse_day(s: &str) -> Result<i64, String> {
 
 /// Today's UTC day number.
 pub fn today() -> i64 {
-    crate::rollup::day_of(chrono::Utc::now().timestamp_micros())
+    crate::store::day_of(chrono::Utc::now().timestamp_micros())
 }
 
 /// Which count ranks ports.
@@ -53,41 +56,14 @@ pub enum By {
     Targets,
 }
 
-impl By {
-    fn column(self) -> &'static str {
-        match self {
-            By::Records => "records",
-            By::Sources => "sources",
-            By::Targets => "targets",
-        }
-    }
+/// The latest day the store has records for, if any.
+pub fn latest_day(r: &dyn Reader, scope: Scope<'_>) -> Result<Option<i64>> {
+    Ok(r.day_range(scope)?.map(|d| d.1))
 }
 
-/// Days `since..=until` (UTC day numbers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Window {
-    pub since: i64,
-    pub until: i64,
-}
-
-impl Window {
-    pub fn day(d: i64) -> Window {
-        Window { since: d, until: d }
-    }
-    pub fn days(self) -> i64 {
-        self.until - self.since + 1
-    }
-}
-
-/// The latest day the store has records for (of `sensor`, `""` for all), if any.
-pub fn latest_day(c: &Connection, sensor: &str) -> rusqlite::Result<Option<i64>> {
-    c.query_row(
-        "SELECT max(day) FROM port_day WHERE sensor = ?1",
-        [sensor],
-        |r| r.get(0),
-    )
-    .optional()
-    .map(Option::flatten)
+/// The first day the store has records for.
+pub fn first_day(r: &dyn Reader, scope: Scope<'_>) -> Result<Option<i64>> {
+    Ok(r.day_range(scope)?.map(|d| d.0))
 }
 
 /// One port's counts over a window.
@@ -101,60 +77,36 @@ pub struct PortRow {
     pub udp: i64,
 }
 
+impl From<&PortCounts> for PortRow {
+    fn from(c: &PortCounts) -> PortRow {
+        PortRow {
+            port: c.port,
+            records: c.records,
+            sources: c.sources,
+            targets: c.targets,
+            tcp: c.tcp,
+            udp: c.udp,
+        }
+    }
+}
+
 /// The top `n` ports over `w`, ranked by `by` (ties: lower port first).
 pub fn top_ports(
-    c: &Connection,
-    sensor: &str,
+    r: &dyn Reader,
+    scope: Scope<'_>,
     w: Window,
     by: By,
     n: usize,
-) -> rusqlite::Result<Vec<PortRow>> {
-    let mut rows: Vec<PortRow> = if w.days() == 1 {
-        // A day: its rows, ranked in SQL.
-        let mut q = c.prepare_cached(&format!(
-            "SELECT port, records, sources, targets, tcp, udp FROM port_day
-             WHERE day = ?1 AND sensor = ?2 ORDER BY {} DESC, port LIMIT ?3",
-            by.column()
-        ))?;
-        let r = q
-            .query_map(params![w.since, sensor, n as i64], port_row)?
-            .collect::<Result<_, _>>()?;
-        r
+) -> Result<Vec<PortRow>> {
+    let counts = if w.days() == 1 {
+        r.ports_on_day(scope, w.since)?
     } else {
-        // A window: records add up; distinct addresses are counted from the daily sets.
-        let mut q = c.prepare_cached(
-            "SELECT port, sum(records), 0, 0, sum(tcp), sum(udp) FROM port_day
-             WHERE day BETWEEN ?1 AND ?2 AND sensor = ?3 GROUP BY port",
-        )?;
-        let mut rows: Vec<PortRow> = q
-            .query_map(params![w.since, w.until, sensor], port_row)?
-            .collect::<Result<_, _>>()?;
-        let mut by_port: std::collections::HashMap<u16, usize> =
-            rows.iter().enumerate().map(|(i, r)| (r.port, i)).collect();
-        for (table, src) in [("port_day_src", true), ("port_day_dst", false)] {
-            let mut q = c.prepare_cached(&format!(
-                "SELECT port, count(DISTINCT ip) FROM {table}
-                 WHERE day BETWEEN ?1 AND ?2 AND sensor = ?3 GROUP BY port"
-            ))?;
-            let mut it = q.query(params![w.since, w.until, sensor])?;
-            while let Some(r) = it.next()? {
-                let port: u16 = r.get(0)?;
-                let count: i64 = r.get(1)?;
-                if let Some(&i) = by_port.get(&port) {
-                    if src {
-                        rows[i].sources = count;
-                    } else {
-                        rows[i].targets = count;
-                    }
-                }
-            }
-        }
-        by_port.clear();
-        rows.sort_by(|a, b| key(b, by).cmp(&key(a, by)).then(a.port.cmp(&b.port)));
-        rows.truncate(n);
-        rows
+        // Records add up; distinct addresses are counted over the window by the store.
+        r.ports_in_window(scope, w)?
     };
-    rows.shrink_to_fit();
+    let mut rows: Vec<PortRow> = counts.iter().map(PortRow::from).collect();
+    rows.sort_by(|a, b| key(b, by).cmp(&key(a, by)).then(a.port.cmp(&b.port)));
+    rows.truncate(n);
     Ok(rows)
 }
 
@@ -164,17 +116,6 @@ fn key(r: &PortRow, by: By) -> i64 {
         By::Sources => r.sources,
         By::Targets => r.targets,
     }
-}
-
-fn port_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PortRow> {
-    Ok(PortRow {
-        port: r.get(0)?,
-        records: r.get(1)?,
-        sources: r.get(2)?,
-        targets: r.get(3)?,
-        tcp: r.get(4)?,
-        udp: r.get(5)?,
-    })
 }
 
 /// The ISC trend score of a day: `sqrt((S-s)^2/s + (T-t)^2/t)`, with `S`, `T` the day's
@@ -208,29 +149,25 @@ pub struct DayRow {
 /// Port `port`'s last `days` days up to `until` (inclusive), one row per day (days without
 /// records are zeros), each with its trend score.
 pub fn port_history(
-    c: &Connection,
-    sensor: &str,
+    r: &dyn Reader,
+    scope: Scope<'_>,
     port: u16,
     days: i64,
     until: i64,
-) -> rusqlite::Result<Vec<DayRow>> {
+) -> Result<Vec<DayRow>> {
     let days = days.max(1);
     let first = until - days + 1;
     let read_from = first - BASELINE_DAYS;
-    let mut q = c.prepare_cached(
-        "SELECT day, records, sources, targets, tcp, udp FROM port_day
-         WHERE port = ?1 AND sensor = ?2 AND day BETWEEN ?3 AND ?4",
-    )?;
     let span = (until - read_from + 1) as usize;
     let mut all = vec![[0i64; 5]; span];
-    let mut it = q.query(params![port, sensor, read_from, until])?;
-    while let Some(r) = it.next()? {
-        let day: i64 = r.get(0)?;
-        all[(day - read_from) as usize] = [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?];
+    for c in r.port_days(scope, port, read_from, until)? {
+        if let Some(slot) = all.get_mut((c.day - read_from) as usize) {
+            *slot = [c.records, c.sources, c.targets, c.tcp, c.udp];
+        }
     }
     // The store's first day: a baseline never reaches before it (a sensor's first month is
     // compared with the days it has, not with days it did not exist).
-    let start = first_day(c, sensor)?.unwrap_or(until).max(read_from);
+    let start = first_day(r, scope)?.unwrap_or(until).max(read_from);
     // Prefix sums of sources and targets: the baseline of any day in one subtraction.
     let mut pre = vec![[0i64; 2]; span + 1];
     for (i, d) in all.iter().enumerate() {
@@ -261,17 +198,6 @@ pub fn port_history(
         });
     }
     Ok(out)
-}
-
-/// The first day the store has records for (of `sensor`, `""` for all).
-pub fn first_day(c: &Connection, sensor: &str) -> rusqlite::Result<Option<i64>> {
-    c.query_row(
-        "SELECT min(day) FROM port_day WHERE sensor = ?1",
-        [sensor],
-        |r| r.get(0),
-    )
-    .optional()
-    .map(Option::flatten)
 }
 
 fn round3(x: f64) -> f64 {
@@ -309,53 +235,45 @@ pub struct RisingRow {
 }
 
 /// The ports whose sources or targets on `day` rose most against their baseline (the
-/// [`BASELINE_DAYS`] before it, or the days the store has if fewer), ranked by trend score (ties: more sources, then lower port). Only ports at or above the guards, and
-/// only rises (more sources or targets than the average), are listed.
+/// [`BASELINE_DAYS`] before it, or the days the store has if fewer), ranked by trend score
+/// (ties: more sources, then lower port). Only ports at or above the guards, and only rises
+/// (more sources or targets than the average), are listed.
 pub fn rising(
-    c: &Connection,
-    sensor: &str,
+    r: &dyn Reader,
+    scope: Scope<'_>,
     day: i64,
     n: usize,
     guards: RisingGuards,
-) -> rusqlite::Result<Vec<RisingRow>> {
-    // Candidates: the day's ports over the guards; then each one's baseline.
-    let mut q = c.prepare_cached(
-        "SELECT port, records, sources, targets FROM port_day
-         WHERE day = ?1 AND sensor = ?2 AND sources >= ?3 AND records >= ?4",
-    )?;
-    let today: Vec<(u16, i64, i64, i64)> = q
-        .query_map(
-            params![day, sensor, guards.min_sources, guards.min_records],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?
-        .collect::<Result<_, _>>()?;
-    let mut base = c.prepare_cached(
-        "SELECT coalesce(sum(sources), 0), coalesce(sum(targets), 0) FROM port_day
-         WHERE port = ?1 AND sensor = ?2 AND day BETWEEN ?3 AND ?4",
-    )?;
+) -> Result<Vec<RisingRow>> {
     let mut out = Vec::new();
-    let from = (day - BASELINE_DAYS).max(first_day(c, sensor)?.unwrap_or(day));
+    let from = (day - BASELINE_DAYS).max(first_day(r, scope)?.unwrap_or(day));
     let base_days = day - from;
     if base_days <= 0 {
         return Ok(out); // the store's first day: nothing to rise from
     }
-    for (port, records, sources, targets) in today {
-        let (ss, tt): (i64, i64) = base.query_row(params![port, sensor, from, day - 1], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    // Candidates: the day's ports over the guards; then each one's baseline.
+    let today = r.ports_on_day(scope, day)?;
+    for c in today
+        .iter()
+        .filter(|c| c.sources >= guards.min_sources && c.records >= guards.min_records)
+    {
+        let (ss, tt) = r
+            .port_days(scope, c.port, from, day - 1)?
+            .iter()
+            .fold((0i64, 0i64), |a, d| (a.0 + d.sources, a.1 + d.targets));
         let avg_s = ss as f64 / base_days as f64;
         let avg_t = tt as f64 / base_days as f64;
-        if (sources as f64) <= avg_s && (targets as f64) <= avg_t {
+        if (c.sources as f64) <= avg_s && (c.targets as f64) <= avg_t {
             continue;
         }
         out.push(RisingRow {
-            port,
-            records,
-            sources,
-            targets,
+            port: c.port,
+            records: c.records,
+            sources: c.sources,
+            targets: c.targets,
             avg_sources: round3(avg_s),
             avg_targets: round3(avg_t),
-            trend: round3(trend(sources, targets, avg_s, avg_t)),
+            trend: round3(trend(c.sources, c.targets, avg_s, avg_t)),
         });
     }
     out.sort_by(|a, b| {
@@ -395,38 +313,48 @@ pub fn sparkline(values: &[i64], width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollup::{record, Record};
+    use crate::store::{FirewallRecord, Writer, WriterOptions};
 
     const DAY: i64 = 86_400_000_000;
 
-    fn store() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        c.execute_batch(crate::store::SCHEMA).unwrap();
-        crate::rollup::migrate(&mut c).unwrap();
-        c
+    /// A store of firewall records only (records, sources and targets are all these reports
+    /// read), written and read through the store's own writer and reader.
+    struct Store {
+        dir: tempfile::TempDir,
+        w: Box<dyn Writer>,
+    }
+
+    impl Store {
+        fn reader(&self) -> Box<dyn Reader> {
+            crate::store::open_reader(&crate::store::Location::Sqlite(self.dir.path().into()))
+                .unwrap()
+        }
+    }
+
+    fn store() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let w = crate::store::open_writer(
+            &crate::store::Location::Sqlite(dir.path().into()),
+            WriterOptions::default(),
+        )
+        .unwrap();
+        Store { dir, w }
     }
 
     /// `n` records on `day` to `port` from sources `src0..` (one each, `srcs` distinct) to
     /// `dsts` distinct targets.
-    fn add(c: &mut Connection, day: i64, port: u16, n: u32, srcs: u32, dsts: u32) {
-        let tx = c.transaction().unwrap();
-        for i in 0..n {
-            let src = std::net::Ipv4Addr::from(0x0a00_0000 + (i % srcs.max(1)));
-            let dst = std::net::Ipv4Addr::from(0xc000_0200 + (i % dsts.max(1)));
-            record(
-                &tx,
-                &Record {
-                    ts_micros: day * DAY + i64::from(i),
-                    sensor: "s",
-                    udp: false,
-                    port,
-                    src: src.into(),
-                    dst: dst.into(),
-                },
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
+    fn add(c: &mut Store, day: i64, port: u16, n: u32, srcs: u32, dsts: u32) {
+        let recs: Vec<FirewallRecord> = (0..n)
+            .map(|i| FirewallRecord {
+                ts_micros: day * DAY + i64::from(i),
+                udp: false,
+                src: std::net::Ipv4Addr::from(0x0a00_0000 + (i % srcs.max(1))).into(),
+                dst: std::net::Ipv4Addr::from(0xc000_0200 + (i % dsts.max(1))).into(),
+                spt: 1024 + (i % 60000) as u16,
+                dpt: port,
+            })
+            .collect();
+        assert_eq!(c.w.write_firewall("s", &recs).unwrap(), u64::from(n));
     }
 
     #[test]
@@ -453,20 +381,34 @@ mod tests {
         add(&mut c, 100, 26, 30, 25, 2);
         add(&mut c, 100, 22, 10, 10, 10);
         add(&mut c, 101, 26, 30, 25, 2);
-        let rows = top_ports(&c, "", Window::day(100), By::Records, 10).unwrap();
+        let rows = top_ports(
+            &*c.reader(),
+            Scope::Fleet,
+            Window::day(100),
+            By::Records,
+            10,
+        )
+        .unwrap();
         let got: Vec<_> = rows
             .iter()
             .map(|r| (r.port, r.records, r.sources, r.targets))
             .collect();
         assert_eq!(got, [(23, 50, 20, 1), (26, 30, 25, 2), (22, 10, 10, 10)]);
-        let rows = top_ports(&c, "s", Window::day(100), By::Targets, 2).unwrap();
+        let rows = top_ports(
+            &*c.reader(),
+            Scope::Sensor("s"),
+            Window::day(100),
+            By::Targets,
+            2,
+        )
+        .unwrap();
         assert_eq!(rows.iter().map(|r| r.port).collect::<Vec<_>>(), [22, 26]);
         // Two days of port 26 from the same 25 sources: 60 records, still 25 sources.
         let w = Window {
             since: 100,
             until: 101,
         };
-        let rows = top_ports(&c, "", w, By::Sources, 10).unwrap();
+        let rows = top_ports(&*c.reader(), Scope::Fleet, w, By::Sources, 10).unwrap();
         let got: Vec<_> = rows
             .iter()
             .map(|r| (r.port, r.records, r.sources, r.targets))
@@ -482,7 +424,7 @@ mod tests {
             add(&mut c, d, 26, 10, 10, 2);
         }
         add(&mut c, 130, 26, 40, 40, 8);
-        let h = port_history(&c, "", 26, 3, 131).unwrap();
+        let h = port_history(&*c.reader(), Scope::Fleet, 26, 3, 131).unwrap();
         let got: Vec<_> = h
             .iter()
             .map(|r| (r.date.as_str(), r.records, r.sources, r.targets, r.trend))
@@ -517,7 +459,7 @@ mod tests {
         add(&mut c, 130, 23, 200, 100, 5);
         add(&mut c, 130, 8080, 30, 20, 3);
         add(&mut c, 130, 7777, 5, 3, 1); // from nothing, but tiny: guarded out
-        let r = rising(&c, "", 130, 10, RisingGuards::default()).unwrap();
+        let r = rising(&*c.reader(), Scope::Fleet, 130, 10, RisingGuards::default()).unwrap();
         let got: Vec<_> = r.iter().map(|r| (r.port, r.sources, r.trend)).collect();
         assert_eq!(
             got,
@@ -528,8 +470,8 @@ mod tests {
         );
         // Without guards the tiny newcomer is listed too, with its score.
         let r = rising(
-            &c,
-            "",
+            &*c.reader(),
+            Scope::Fleet,
             130,
             10,
             RisingGuards {

@@ -2,6 +2,7 @@
 //! sockets, stop it gracefully, then read what the store holds.
 #![allow(dead_code)]
 
+use honeyport::store::Reader as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

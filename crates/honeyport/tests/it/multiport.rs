@@ -4,6 +4,7 @@
 //! `openssl s_client`), the suite's Mirai-style bot and a silent client each get the persona
 //! they look for, and every session is classified and fingerprinted.
 
+use honeyport::store::Reader as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
 
-use honeyport::sink::sqlite::SqliteSink;
+use honeyport::store::{Location, WriterOptions};
 use honeyport_event::{EndReason, Event, EventKind, Payload, SessionId, Timestamp, Transport};
 
 use crate::common::bin;
@@ -17,10 +17,10 @@ const DAY: i64 = 86_400_000_000;
 /// 2026-01-01 as a UTC day number.
 const JAN1: i64 = 20454;
 
-/// Writes sessions through the sensor's own SQLite sink (so the rollups are kept exactly as
+/// Writes sessions through the sensor's own store writer (so the rollups are kept exactly as
 /// a running sensor keeps them).
 struct Writer {
-    sink: SqliteSink,
+    sink: Box<dyn honeyport::store::Writer>,
     next: u64,
     batch: Vec<Event>,
 }
@@ -28,7 +28,11 @@ struct Writer {
 impl Writer {
     fn new(dir: &Path) -> Writer {
         Writer {
-            sink: SqliteSink::open(&dir.join("honeyport.db"), false).unwrap(),
+            sink: honeyport::store::open_writer(
+                &Location::Sqlite(dir.to_path_buf()),
+                WriterOptions::default(),
+            )
+            .unwrap(),
             next: 1,
             batch: Vec::new(),
         }

@@ -8,6 +8,7 @@
 //! sent without raw sockets, and a real one is a half-open probe that never becomes a session
 //! anyway: it is covered by the unit tests of `listener::syn::parse`.
 
+use honeyport::store::Reader as _;
 use std::net::SocketAddr;
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! bot against the real sensor on loopback; the tags and client names are checked in the
 //! events and on the sessions' summary rows.
 
+use honeyport::store::Reader as _;
 use std::process::Stdio;
 
 use honeyport_event::{Event, EventKind};

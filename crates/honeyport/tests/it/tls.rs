@@ -2,6 +2,7 @@
 //! self-signed one; handshake details and decrypted bytes in the store; plaintext sent to a
 //! TLS port kept in `tls.failed`; a missing certificate refused by validation.
 
+use honeyport::store::Reader as _;
 use std::net::SocketAddr;
 use std::process::Stdio;
 

@@ -1,0 +1,11 @@
+//! The embedded SQLite backend: one file, `honeyport.db`, in the data dir.
+
+pub mod read;
+pub mod schema;
+pub mod write;
+
+pub use read::SqliteReader;
+pub use write::SqliteWriter;
+
+#[cfg(test)]
+mod tests;
