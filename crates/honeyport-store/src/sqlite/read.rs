@@ -94,6 +94,22 @@ impl SqliteReader {
     }
 }
 
+/// A query's `AND` conditions with their arguments, in order.
+#[derive(Default)]
+struct Conds {
+    sql: String,
+    args: Vec<Value>,
+}
+
+impl Conds {
+    /// Adds ` AND clause` with one `?` bound to `v`.
+    fn and(&mut self, clause: &str, v: impl Into<Value>) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(clause);
+        self.args.push(v.into());
+    }
+}
+
 fn counts(r: &rusqlite::Row<'_>) -> rusqlite::Result<PortCounts> {
     Ok(PortCounts {
         day: r.get(0)?,
@@ -418,39 +434,37 @@ impl crate::Reader for SqliteReader {
     ) -> Result<Vec<Summary>> {
         let r = (|| {
             let (from, to) = w.micros();
-            let mut sql =
+            let sql =
                 format!("SELECT {SUMMARY_COLS} FROM sessions WHERE start_ts >= ? AND start_ts < ?");
-            let mut args: Vec<Value> = vec![from.into(), to.into()];
+            let mut c = Conds {
+                sql,
+                args: vec![from.into(), to.into()],
+            };
             if let Some(sensor) = s.sensor() {
-                sql.push_str(" AND sensor = ?");
-                args.push(sensor.to_string().into());
+                c.and("sensor = ?", sensor.to_string());
             }
             if let Some(p) = f.port {
-                sql.push_str(" AND dst_port = ?");
-                args.push(i64::from(p).into());
+                c.and("dst_port = ?", i64::from(p));
             }
             if let Some(ip) = f.src {
-                sql.push_str(" AND src_ip = ?");
-                args.push(ip.to_string().into());
+                c.and("src_ip = ?", ip.to_string());
             }
             if let Some(p) = &f.protocol {
-                sql.push_str(" AND protocol = ?");
-                args.push(p.clone().into());
+                c.and("protocol = ?", p.clone());
             }
             if let Some(t) = &f.tag {
-                sql.push_str(" AND instr(',' || tags || ',', ',' || ? || ',') > 0");
-                args.push(t.clone().into());
+                c.and("instr(',' || tags || ',', ',' || ? || ',') > 0", t.clone());
             }
             if let Some(cl) = &f.client {
-                sql.push_str(" AND instr(lower(client), lower(?)) > 0");
-                args.push(cl.clone().into());
+                c.and("instr(lower(client), lower(?)) > 0", cl.clone());
             }
             if f.logins {
-                sql.push_str(" AND logins > 0");
+                c.sql.push_str(" AND logins > 0");
             }
             if f.sent_bytes {
-                sql.push_str(" AND bytes_in > 0");
+                c.sql.push_str(" AND bytes_in > 0");
             }
+            let Conds { mut sql, args } = c;
             sql.push_str(&format!(" ORDER BY start_ts DESC, session DESC LIMIT {n}"));
             let mut q = self.conn.prepare(&sql)?;
             let rows: rusqlite::Result<Vec<Summary>> =
@@ -493,25 +507,34 @@ impl crate::Reader for SqliteReader {
     }
 
     fn events(&self, f: &EventFilter) -> Result<Vec<Event>> {
-        let mut sql = String::from(
+        let sql = String::from(
             "SELECT e.id, e.v, e.ts, e.json, s.session, s.sensor, s.transport, s.src_ip, s.src_port, s.dst_ip, s.dst_port
              FROM events e JOIN sessions s ON s.session = e.session WHERE 1=1",
         );
-        let mut args: Vec<Value> = Vec::new();
+        let mut c = Conds {
+            sql,
+            args: Vec::new(),
+        };
         if let Some(p) = f.port {
-            sql.push_str(" AND e.session IN (SELECT session FROM sessions WHERE dst_port = ?)");
-            args.push(i64::from(p).into());
+            c.and(
+                "e.session IN (SELECT session FROM sessions WHERE dst_port = ?)",
+                i64::from(p),
+            );
         }
         if let Some(ip) = f.src {
-            sql.push_str(" AND e.session IN (SELECT session FROM sessions WHERE src_ip = ?)");
-            args.push(ip.to_string().into());
+            c.and(
+                "e.session IN (SELECT session FROM sessions WHERE src_ip = ?)",
+                ip.to_string(),
+            );
         }
         if let Some(s) = &f.session {
             // An id that is not hex matches nothing.
-            let k = session_key(&SessionId(s.clone())).unwrap_or(-1);
-            sql.push_str(" AND e.session = ?");
-            args.push(k.into());
+            c.and(
+                "e.session = ?",
+                session_key(&SessionId(s.clone())).unwrap_or(-1),
+            );
         }
+        let Conds { mut sql, mut args } = c;
         if !f.eventids.is_empty() {
             sql.push_str(" AND e.eventid IN (");
             sql.push_str(&vec!["?"; f.eventids.len()].join(","));
