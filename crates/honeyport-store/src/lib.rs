@@ -4,13 +4,14 @@
 //!   transaction, each session's summary row and the report rollups ([`rollup`]).
 //! - A [`Reader`] answers everything reports, `events`, `replay`, `explain` and the web pages
 //!   need, as typed rows. Reports are pure functions over it.
-//! - [`Location`] says where a store is (a SQLite data dir or a PostgreSQL URL);
+//! - [`Location`] says where a store is (a SQLite data dir or a PostgreSQL URL, [`postgres`]);
 //!   [`open_reader`] and [`open_writer`] are the one way to open one.
 //!
 //! Both backends share the batch folding ([`fold`]) and the rollup counting ([`rollup`]), so
 //! the same events give the same rows on either.
 
 pub mod fold;
+pub mod postgres;
 pub mod rollup;
 pub mod sqlite;
 
@@ -41,6 +42,17 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A PostgreSQL error. `location` is the URL without its password; the message includes
+    /// the server's (`ERROR: ...`), since `postgres::Error`'s own says only "db error".
+    #[error("store {location}: {}", crate::postgres::message(.source))]
+    Postgres {
+        location: String,
+        #[source]
+        source: ::postgres::Error,
+    },
+    /// A PostgreSQL database without the honeyport tables (a reader does not create them).
+    #[error("no honeyport schema in {0} (run the sensor or `import` with this --store first)")]
+    NoSchema(String),
     #[error("store holds an event that does not decode (id {id}): {error}")]
     Decode { id: i64, error: String },
     #[error("event for session {0:?}: the id is not a number")]
@@ -52,21 +64,33 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Where a store lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// The embedded store: `honeyport.db` in this data dir.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: a `postgres://` or `postgresql://` URL, as given (it may hold a
+    /// password: print [`Location::display`], never the URL; `{:?}` hides it too).
+    Postgres(String),
 }
 
 impl Location {
-    /// `--store` as given: `sqlite:DIR`, or a plain path (a data dir).
+    /// `--store` as given: `sqlite:DIR`, a `postgres://` / `postgresql://` URL, or a plain
+    /// path (a data dir).
     pub fn parse(s: &str) -> Result<Location> {
         if let Some(dir) = s.strip_prefix("sqlite:") {
             return Ok(Location::Sqlite(PathBuf::from(dir)));
         }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            // A malformed URL fails here, before anything connects.
+            s.parse::<::postgres::Config>().map_err(|e| {
+                StoreError::Other(format!("store {}: {e}", crate::postgres::redact(s)))
+            })?;
+            return Ok(Location::Postgres(s.to_string()));
+        }
         if s.contains("://") {
             return Err(StoreError::Other(format!(
-                "store {s:?}: unknown scheme (use a data dir or sqlite:DIR)"
+                "store {:?}: unknown scheme (use a data dir, sqlite:DIR or postgres://...)",
+                crate::postgres::redact(s)
             )));
         }
         Ok(Location::Sqlite(PathBuf::from(s)))
@@ -76,6 +100,16 @@ impl Location {
     pub fn display(&self) -> String {
         match self {
             Location::Sqlite(d) => d.join(DB_FILE).display().to_string(),
+            Location::Postgres(url) => crate::postgres::redact(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(d) => f.debug_tuple("Sqlite").field(d).finish(),
+            Location::Postgres(_) => f.debug_tuple("Postgres").field(&self.display()).finish(),
         }
     }
 }
@@ -83,7 +117,8 @@ impl Location {
 /// Options for a writer.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WriterOptions {
-    /// SQLite `synchronous = FULL` (each commit survives power loss, not just a crash).
+    /// SQLite `synchronous = FULL` (each commit survives power loss, not just a crash);
+    /// PostgreSQL: `synchronous_commit = on` for the writer (else the server's setting).
     pub synchronous_full: bool,
     /// A bulk writer (`import`, `bench-data`): a larger cache.
     pub bulk: bool,
@@ -93,14 +128,17 @@ pub struct WriterOptions {
 pub fn open_writer(loc: &Location, opts: WriterOptions) -> Result<Box<dyn Writer>> {
     match loc {
         Location::Sqlite(dir) => Ok(Box::new(sqlite::SqliteWriter::open_dir(dir, opts)?)),
+        Location::Postgres(url) => Ok(Box::new(crate::postgres::PgWriter::open(url, opts)?)),
     }
 }
 
-/// Opens a store for reading. A missing store is [`StoreError::Missing`]; a SQLite store
-/// written before the rollups existed gets them computed first.
+/// Opens a store for reading. A missing store is [`StoreError::Missing`] (a PostgreSQL
+/// database without the tables: [`StoreError::NoSchema`]; a reader never creates them); a
+/// SQLite store written before the rollups existed gets them computed first.
 pub fn open_reader(loc: &Location) -> Result<Box<dyn Reader>> {
     match loc {
         Location::Sqlite(dir) => Ok(Box::new(sqlite::SqliteReader::open_dir(dir)?)),
+        Location::Postgres(url) => Ok(Box::new(crate::postgres::PgReader::open(url)?)),
     }
 }
 

@@ -94,6 +94,12 @@ impl SqliteReader {
     }
 }
 
+/// A row limit for SQL: at most `i64::MAX` (a larger `LIMIT` is a float to SQLite, and the
+/// query fails with "datatype mismatch"; `usize::MAX` means "all").
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// A query's `AND` conditions with their arguments, in order.
 #[derive(Default)]
 struct Conds {
@@ -280,7 +286,8 @@ impl crate::Reader for SqliteReader {
             let sql = format!(
                 "SELECT item, sum(n) AS total FROM port_day_item
                  WHERE sensor = ?1 AND day BETWEEN ?2 AND ?3 AND kind = ?4{port_filter}
-                 GROUP BY item ORDER BY total DESC, item LIMIT {n}"
+                 GROUP BY item ORDER BY total DESC, item LIMIT {}",
+                limit(n)
             );
             let mut args: Vec<Value> = vec![
                 key(s).to_string().into(),
@@ -369,7 +376,8 @@ impl crate::Reader for SqliteReader {
             let sql = format!(
                 "SELECT ip, sum(n) AS total, count(DISTINCT port), count(DISTINCT day) FROM port_day_src
                  WHERE sensor = ?1 AND day BETWEEN ?2 AND ?3{port_filter}
-                 GROUP BY ip ORDER BY total DESC, ip LIMIT {n}"
+                 GROUP BY ip ORDER BY total DESC, ip LIMIT {}",
+                limit(n)
             );
             let mut args: Vec<Value> =
                 vec![key(s).to_string().into(), w.since.into(), w.until.into()];
@@ -390,22 +398,25 @@ impl crate::Reader for SqliteReader {
                 for (k, records, ..) in &found {
                     busiest.insert(k.clone(), (*records, p));
                 }
-            } else if !found.is_empty() {
-                let marks = vec!["?"; found.len()].join(",");
-                let sql = format!(
-                    "SELECT ip, port, sum(n) FROM port_day_src
-                     WHERE sensor = ? AND day BETWEEN ? AND ? AND ip IN ({marks}) GROUP BY ip, port"
-                );
-                let mut args: Vec<Value> =
-                    vec![key(s).to_string().into(), w.since.into(), w.until.into()];
-                args.extend(found.iter().map(|f| Value::Blob(f.0.clone())));
-                let mut q = self.conn.prepare(&sql)?;
-                let mut rows = q.query(params_from_iter(args))?;
-                while let Some(r) = rows.next()? {
-                    let (k, p, n): (Vec<u8>, u16, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                    let e = busiest.entry(k).or_insert((0, p));
-                    if n > e.0 || (n == e.0 && p < e.1) {
-                        *e = (n, p);
+            } else {
+                // In chunks: SQLite takes at most 32766 parameters in a statement.
+                for chunk in found.chunks(10_000) {
+                    let marks = vec!["?"; chunk.len()].join(",");
+                    let sql = format!(
+                        "SELECT ip, port, sum(n) FROM port_day_src
+                         WHERE sensor = ? AND day BETWEEN ? AND ? AND ip IN ({marks}) GROUP BY ip, port"
+                    );
+                    let mut args: Vec<Value> =
+                        vec![key(s).to_string().into(), w.since.into(), w.until.into()];
+                    args.extend(chunk.iter().map(|f| Value::Blob(f.0.clone())));
+                    let mut q = self.conn.prepare(&sql)?;
+                    let mut rows = q.query(params_from_iter(args))?;
+                    while let Some(r) = rows.next()? {
+                        let (k, p, n): (Vec<u8>, u16, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                        let e = busiest.entry(k).or_insert((0, p));
+                        if n > e.0 || (n == e.0 && p < e.1) {
+                            *e = (n, p);
+                        }
                     }
                 }
             }
@@ -465,7 +476,10 @@ impl crate::Reader for SqliteReader {
                 c.sql.push_str(" AND bytes_in > 0");
             }
             let Conds { mut sql, args } = c;
-            sql.push_str(&format!(" ORDER BY start_ts DESC, session DESC LIMIT {n}"));
+            sql.push_str(&format!(
+                " ORDER BY start_ts DESC, session DESC LIMIT {}",
+                limit(n)
+            ));
             let mut q = self.conn.prepare(&sql)?;
             let rows: rusqlite::Result<Vec<Summary>> =
                 q.query_map(params_from_iter(args), summary)?.collect();
@@ -548,7 +562,7 @@ impl crate::Reader for SqliteReader {
         });
         if let Some(n) = f.limit {
             sql.push_str(" LIMIT ?");
-            args.push((n as i64).into());
+            args.push(limit(n).into());
         }
         let rows = (|| {
             let mut stmt = self.conn.prepare(&sql)?;
