@@ -10,6 +10,7 @@
 //! Both backends share the batch folding ([`fold`]) and the rollup counting ([`rollup`]), so
 //! the same events give the same rows on either.
 
+pub mod fleet;
 pub mod fold;
 pub mod postgres;
 pub mod rollup;
@@ -21,6 +22,9 @@ use std::path::PathBuf;
 use honeyport_event::Event;
 use serde::Serialize;
 
+pub use fleet::{
+    Backlog, EventId, Heartbeat, Loaded, Loader, Parked, SensorHealth, Spool, Spooled,
+};
 pub use rollup::{day_of, ip_key, ip_of_key, kind, DAY_MICROS, MAX_ITEM};
 
 /// The SQLite file inside a data dir.
