@@ -10,6 +10,8 @@
 //! - [`persona`]: the personas; one file per persona, one variant in `PersonaRaw`/`Persona`
 //! - [`shell`]: the fake shell (pure: line in, output and events out) telnet and SSH share
 //! - [`fetch`]: real downloads of what the shell is asked to fetch (off by default)
+//! - [`fleet`]: many sensors, one store: the forwarder (local store -> NATS JetStream) and
+//!   `honeyport collect` (JetStream -> a central store), with the stream and the bus connection
 //! - [`tls`]: rustls server configs (given PEM or self-signed)
 //! - [`pipeline`]: bounded event queue -> writer thread -> sinks; backpressure and loss counts
 //! - [`sink`]: rotating JSON lines beside the store of record
@@ -28,6 +30,7 @@ pub mod classify;
 pub mod config;
 pub mod demo;
 pub mod fetch;
+pub mod fleet;
 pub mod import;
 pub mod listener;
 pub mod persona;
