@@ -477,7 +477,7 @@ fn sort_batch(msgs: &[async_nats::jetstream::Message]) -> Sorted {
         let msg_id = m
             .headers
             .as_ref()
-            .and_then(|h| h.get("Nats-Msg-Id"))
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
             .map(|v| v.as_str());
         match classify(m.subject.as_str(), msg_id, &m.payload) {
             Item::Event(id, ev) => events.push((id, *ev)),

@@ -515,7 +515,7 @@ impl Worker {
                 break;
             };
             let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", ev.id.msg_id().as_str());
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, ev.id.msg_id().as_str());
             let fut = js
                 .publish_with_headers(self.subject.clone(), headers, ev.json.into_bytes().into())
                 .await?;

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod downloads;
 mod examples;
+mod fleet;
 mod ftp;
 mod http;
 mod import;
