@@ -18,6 +18,99 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+/// Largest parked message body kept, bytes (the rest is cut off): a foreign publisher must
+/// not fill the collector's disk through the parking lot.
+pub const MAX_PARKED_BODY: usize = 64 * 1024;
+
+/// A random run number: never 0 (the legacy run of events stored before identities).
+pub(crate) fn draw_run() -> u64 {
+    loop {
+        let r: u64 = rand::random();
+        if r != 0 {
+            return r;
+        }
+    }
+}
+
+/// A writer's identity counter: the run it stamps and the next seq.
+///
+/// [`crate::Writer::begin_run`] draws a new run. A writer that never calls it (imports,
+/// `bench-data`, tests) stamps a run drawn when it was opened: each open of a store for
+/// writing is a run of its own, seq from 1, so two imports never collide (that run has no
+/// `runs` row: it is not a sensor run).
+///
+/// A batch whose transaction surely rolled back (SQLite) leaves the counter where it was,
+/// so seqs stay dense. A batch whose outcome is unknown (PostgreSQL, a lost `COMMIT` reply)
+/// keeps its identities for its retry ([`Ids::assign`] given the same batch again), so the
+/// retry is deduplicated by identity; any other batch after it gets fresh seqs (the unknown
+/// batch's are then skipped, a gap, never reused).
+#[derive(Debug)]
+pub(crate) struct Ids {
+    pub run: u64,
+    next: u64,
+    /// The last failed batch whose outcome is unknown, and its first seq.
+    unsure: Option<(Vec<Event>, u64)>,
+}
+
+impl Ids {
+    pub fn new() -> Ids {
+        Ids {
+            run: draw_run(),
+            next: 1,
+            unsure: None,
+        }
+    }
+
+    /// Starts a new run; returns it.
+    pub fn begin(&mut self) -> u64 {
+        *self = Ids::new();
+        self.run
+    }
+
+    /// The identities of `batch`: each event's sensor, this run, consecutive seqs.
+    pub fn assign<'a>(&mut self, batch: &'a [Event]) -> Vec<(EventId, &'a Event)> {
+        let first = match &self.unsure {
+            Some((b, first)) if b.as_slice() == batch => *first,
+            _ => self.next,
+        };
+        batch
+            .iter()
+            .zip(first..)
+            .map(|(ev, seq)| {
+                let id = EventId {
+                    sensor: ev.sensor.clone(),
+                    run: self.run,
+                    seq,
+                };
+                (id, ev)
+            })
+            .collect()
+    }
+
+    /// After the batch given to [`Ids::assign`] was stored (`ok`), or failed; `unsure`: a
+    /// failure that may have been committed anyway.
+    pub fn done(&mut self, batch: &[Event], ok: bool, unsure: bool) {
+        let first = match &self.unsure {
+            Some((b, first)) if b.as_slice() == batch => *first,
+            _ => self.next,
+        };
+        let end = first + batch.len() as u64;
+        if ok {
+            self.next = self.next.max(end);
+            self.unsure = None;
+        } else if unsure {
+            self.next = self.next.max(end);
+            if self
+                .unsure
+                .as_ref()
+                .is_none_or(|(b, _)| b.as_slice() != batch)
+            {
+                self.unsure = Some((batch.to_vec(), first));
+            }
+        }
+    }
+}
+
 /// An event's durable identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct EventId {
@@ -143,6 +236,23 @@ pub struct SensorHealth {
     pub events: u64,
 }
 
+/// A sensor's health from its stored heartbeat and counters (both backends' readers).
+pub(crate) fn health(
+    last: Heartbeat,
+    received_micros: i64,
+    events: Option<i64>,
+    last_event_micros: Option<i64>,
+) -> SensorHealth {
+    SensorHealth {
+        sensor: last.sensor.clone(),
+        clock_offset_micros: last.sent_micros - received_micros,
+        received_micros,
+        last,
+        last_event_micros,
+        events: events.unwrap_or(0) as u64,
+    }
+}
+
 /// The collector side: loads consumed events into a store (either backend) idempotently.
 pub trait Loader: Send {
     /// Stores the events that are new by identity, with their summaries and rollups, in one
@@ -158,6 +268,62 @@ pub trait Loader: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ev(sensor: &str, n: u64) -> Event {
+        Event {
+            v: honeyport_event::SCHEMA_VERSION,
+            timestamp: honeyport_event::Timestamp::from_unix_micros(n as i64).unwrap(),
+            sensor: sensor.into(),
+            session: honeyport_event::SessionId::from_u64(n),
+            transport: honeyport_event::Transport::Tcp,
+            src_ip: "198.51.100.1".parse().unwrap(),
+            src_port: 1,
+            dst_ip: "192.0.2.1".parse().unwrap(),
+            dst_port: 22,
+            kind: honeyport_event::EventKind::Connect {
+                listener: "l".into(),
+                persona: "p".into(),
+                tls: false,
+            },
+        }
+    }
+
+    fn seqs(v: &[(EventId, &Event)]) -> Vec<u64> {
+        v.iter().map(|x| x.0.seq).collect()
+    }
+
+    #[test]
+    fn a_retry_of_an_unsure_batch_gets_its_identities_again() {
+        let mut ids = Ids::new();
+        let run = ids.run;
+        assert_ne!(run, 0);
+        let a = vec![ev("s", 1), ev("s", 2)];
+        let b = vec![ev("s", 3)];
+        assert_eq!(seqs(&ids.assign(&a)), [1, 2]);
+        ids.done(&a, true, false);
+        // Rolled back for sure: the same seqs for whatever comes next.
+        assert_eq!(seqs(&ids.assign(&b)), [3]);
+        ids.done(&b, false, false);
+        assert_eq!(seqs(&ids.assign(&b)), [3]);
+        // Unsure: the retry gets the same seqs, even after failing again...
+        ids.done(&b, false, true);
+        assert_eq!(seqs(&ids.assign(&b)), [3]);
+        ids.done(&b, false, true);
+        assert_eq!(seqs(&ids.assign(&b)), [3]);
+        ids.done(&b, true, false);
+        // ...and a batch after it new ones.
+        assert_eq!(seqs(&ids.assign(&a)), [4, 5]);
+        ids.done(&a, false, true);
+        assert_eq!(
+            seqs(&ids.assign(&b)),
+            [6],
+            "another batch skips the unsure one's"
+        );
+        assert_eq!(ids.assign(&b)[0].0.sensor, "s");
+        assert_eq!(ids.assign(&b)[0].0.run, run);
+        assert_ne!(ids.begin(), run);
+        assert_eq!(seqs(&ids.assign(&b)), [1]);
+    }
 
     #[test]
     fn msg_id_round_trips_with_dots_in_the_sensor_name() {

@@ -11,11 +11,12 @@
 //! summary as it stood at that event (the stored row before the batch, plus the batch's
 //! events up to the close).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use honeyport_event::{Event, EventKind, Transport};
 
+use crate::fleet::EventId;
 use crate::rollup::{Pending, Record};
 use crate::{Result, StoreError};
 
@@ -239,7 +240,33 @@ pub struct EventRow {
     pub sid: i64,
     pub eventid: &'static str,
     pub json: String,
+    /// The identity: `id.sensor` is the sensor that stored it (its event's, on a sensor).
+    pub id: EventId,
 }
+
+impl EventRow {
+    /// The row of `ev` with identity `id`. An event whose session id is not a number has
+    /// none (only events built by hand can have one).
+    pub fn of(id: EventId, ev: &Event) -> Result<EventRow> {
+        let sid =
+            session_key(&ev.session).ok_or_else(|| StoreError::BadSession(ev.session.0.clone()))?;
+        let json = serde_json::to_string(&ev.kind)
+            .map_err(|e| StoreError::Other(format!("event json: {e}")))?;
+        Ok(EventRow {
+            v: ev.v,
+            ts: ev.timestamp.unix_micros(),
+            sid,
+            eventid: ev.kind.eventid(),
+            json,
+            id,
+        })
+    }
+}
+
+/// Events stored per sensor by a batch, and the newest event timestamp among them: what
+/// [`crate::Reader::sensors`] reads (kept up to date by both writing and loading, so that
+/// it never counts `events`).
+pub type SensorCounts = BTreeMap<String, (i64, i64)>;
 
 /// A closed session: its delta as of the close, and where its counts go.
 #[derive(Clone, Debug)]
@@ -261,20 +288,21 @@ pub struct Folded {
     pub closes: Vec<Close>,
     /// Counts of the events by themselves (not yet the records nor the closing counts).
     pub pending: Pending,
-    pub rows: Vec<EventRow>,
+    /// The events stored, per sensor (identity's): count and newest timestamp.
+    pub sensors: SensorCounts,
 }
 
 impl Folded {
-    /// Folds a batch. An event whose session id is not a number fails it (only events built
-    /// by hand can have one).
-    pub fn of(batch: &[Event]) -> Result<Folded> {
+    /// Folds the events of a batch that were stored (new by identity), with their rows.
+    pub fn of(batch: &[(&EventRow, &Event)]) -> Result<Folded> {
         let mut f = Folded::default();
         let mut index: HashMap<i64, usize> = HashMap::new();
         let mut started: std::collections::HashSet<i64> = Default::default();
-        for ev in batch {
-            let ts = ev.timestamp.unix_micros();
-            let sid = session_key(&ev.session)
-                .ok_or_else(|| StoreError::BadSession(ev.session.0.clone()))?;
+        for &(row, ev) in batch {
+            let (ts, sid) = (row.ts, row.sid);
+            let c = f.sensors.entry(row.id.sensor.clone()).or_insert((0, ts));
+            c.0 += 1;
+            c.1 = c.1.max(ts);
             if let EventKind::Connect {
                 listener,
                 persona,
@@ -314,24 +342,22 @@ impl Folded {
                 }
             }
             f.pending.event(ev);
-            let json = serde_json::to_string(&ev.kind)
-                .map_err(|e| StoreError::Other(format!("event json: {e}")))?;
-            f.rows.push(EventRow {
-                v: ev.v,
-                ts,
-                sid,
-                eventid: ev.kind.eventid(),
-                json,
-            });
         }
         f.deltas.retain(|(_, d)| !d.is_empty());
         Ok(f)
     }
 }
 
-/// What a backend does with a folded batch, inside one transaction; [`apply`] calls these in
-/// order.
+/// What a backend does with a batch, inside one transaction; [`store`] calls these in order.
+///
+/// The order is the same for every batch (events, sessions, summary rows, rollups, sensor
+/// counters), and each call takes its rows in key order: two transactions that share rows
+/// wait for each other instead of deadlocking.
 pub trait Apply {
+    /// Inserts the event rows whose identity the store does not have yet, in order; returns
+    /// which were inserted. A row whose identity another transaction is inserting waits for
+    /// it (and is then a duplicate, or new if that one rolled back).
+    fn insert_events(&mut self, rows: &[EventRow]) -> Result<Vec<bool>>;
     /// Inserts the new session rows (a session already stored is left as it is); returns
     /// which were new, in order.
     fn insert_starts(&mut self, starts: &[Start]) -> Result<Vec<bool>>;
@@ -341,12 +367,43 @@ pub trait Apply {
     fn apply_deltas(&mut self, deltas: &[(i64, Delta)]) -> Result<()>;
     /// Writes the rollup counts.
     fn flush(&mut self, p: &mut Pending) -> Result<()>;
-    /// Inserts the event rows.
-    fn insert_events(&mut self, rows: &[EventRow]) -> Result<()>;
+    /// Adds to the per-sensor counters.
+    fn count_sensors(&mut self, c: &SensorCounts) -> Result<()>;
 }
 
-/// Writes a folded batch through a backend's [`Apply`].
-pub fn apply(tx: &mut dyn Apply, mut f: Folded) -> Result<()> {
+/// Stores a batch with its identities through a backend's [`Apply`]: the events new by
+/// identity are inserted, and only they are folded into sessions and rollups. An identity
+/// twice in the batch is stored once. (Both the writers, which assign the identities, and the
+/// loaders, which are handed them, come here: a writer's retry of a batch whose commit it
+/// could not confirm adds nothing either.)
+pub fn store(tx: &mut dyn Apply, batch: &[(EventId, &Event)]) -> Result<crate::Loaded> {
+    let mut seen: HashSet<&EventId> = HashSet::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(batch.len());
+    for (id, ev) in batch {
+        if seen.insert(id) {
+            rows.push(EventRow::of(id.clone(), ev)?);
+            events.push(*ev);
+        }
+    }
+    let new = tx.insert_events(&rows)?;
+    let fresh: Vec<(&EventRow, &Event)> = rows
+        .iter()
+        .zip(events)
+        .zip(&new)
+        .filter(|(_, &n)| n)
+        .map(|(x, _)| x)
+        .collect();
+    let loaded = crate::Loaded {
+        new: fresh.len() as u64,
+        duplicate: (batch.len() - fresh.len()) as u64,
+    };
+    apply(tx, Folded::of(&fresh)?)?;
+    Ok(loaded)
+}
+
+/// Applies a folded batch (its events already inserted) through a backend's [`Apply`].
+fn apply(tx: &mut dyn Apply, mut f: Folded) -> Result<()> {
     let new = tx.insert_starts(&f.starts)?;
     for (s, is_new) in f.starts.iter().zip(new) {
         // Once per session: a session written again (e.g. re-imported) is not a new record.
@@ -368,7 +425,7 @@ pub fn apply(tx: &mut dyn Apply, mut f: Folded) -> Result<()> {
     }
     tx.apply_deltas(&f.deltas)?;
     tx.flush(&mut f.pending)?;
-    tx.insert_events(&f.rows)
+    tx.count_sensors(&f.sensors)
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 //!   transaction, each session's summary row and the report rollups ([`rollup`]).
 //! - A [`Reader`] answers everything reports, `events`, `replay`, `explain` and the web pages
 //!   need, as typed rows. Reports are pure functions over it.
+//! - The fleet ([`fleet`]): every stored event has an identity `(sensor, run, seq)`; a
+//!   sensor's local store is read as a [`Spool`] ([`open_spool`]); a collector stores what it
+//!   consumed through a [`Loader`] ([`open_loader`]), idempotently by identity.
 //! - [`Location`] says where a store is (a SQLite data dir or a PostgreSQL URL, [`postgres`]);
 //!   [`open_reader`] and [`open_writer`] are the one way to open one.
 //!
@@ -143,6 +146,33 @@ pub fn open_reader(loc: &Location) -> Result<Box<dyn Reader>> {
     match loc {
         Location::Sqlite(dir) => Ok(Box::new(sqlite::SqliteReader::open_dir(dir)?)),
         Location::Postgres(url) => Ok(Box::new(crate::postgres::PgReader::open(url)?)),
+    }
+}
+
+/// Opens the spool of a sensor's local SQLite store (a connection of its own, beside the
+/// writer's). The store must exist (the sensor creates it); a PostgreSQL store is no spool.
+pub fn open_spool(loc: &Location) -> Result<Box<dyn Spool>> {
+    match loc {
+        Location::Sqlite(dir) => Ok(Box::new(sqlite::spool::SqliteSpool::open_dir(dir)?)),
+        Location::Postgres(_) => Err(StoreError::Other(format!(
+            "store {}: a PostgreSQL store is not a spool (the spool is a sensor's local SQLite store)",
+            loc.display()
+        ))),
+    }
+}
+
+/// Opens a store for loading what collectors consume (creating its schema, like
+/// [`open_writer`]): PostgreSQL for a fleet, SQLite for a small one.
+pub fn open_loader(loc: &Location) -> Result<Box<dyn Loader>> {
+    match loc {
+        Location::Sqlite(dir) => Ok(Box::new(sqlite::SqliteWriter::open_dir(
+            dir,
+            WriterOptions::default(),
+        )?)),
+        Location::Postgres(url) => Ok(Box::new(crate::postgres::PgWriter::open(
+            url,
+            WriterOptions::default(),
+        )?)),
     }
 }
 
@@ -393,6 +423,11 @@ pub trait Reader {
     fn summary(&self, session: &str) -> Result<Option<Summary>>;
     /// Events matching the filter, newest first (or oldest first).
     fn events(&self, f: &EventFilter) -> Result<Vec<Event>>;
+    /// Every sensor that sent a heartbeat, by name, with its latest heartbeat and its event
+    /// counters (kept by writing and loading, not counted from the events).
+    fn sensors(&self) -> Result<Vec<SensorHealth>>;
+    /// How many messages collectors parked.
+    fn parked(&self) -> Result<u64>;
     /// Where this store is, for messages.
     fn location(&self) -> String;
 }

@@ -4,7 +4,7 @@
 //! - [`schema`]: the tables (one definition, created idempotently by a writer, in one
 //!   transaction under an advisory lock), `events` partitioned by UTC day.
 //! - [`write`]: [`PgWriter`], a batch is one transaction ([`crate::fold::apply`]) of a handful
-//!   of set-based statements (arrays through `unnest`, events by binary `COPY`), whatever the
+//!   of set-based statements (arrays through `unnest`, events too: new by identity), whatever the
 //!   batch's size. A writer whose connection broke (the server restarted, the network went)
 //!   fails that call and connects again on the next: the sensor's pipeline retries a failed
 //!   batch, and a batch is all or nothing.

@@ -19,6 +19,7 @@ use ::postgres::{Client, Config, Row};
 use honeyport_event::{Event, SessionId};
 
 use super::{schema, text};
+use crate::fleet::{Heartbeat, SensorHealth};
 use crate::fold::session_key;
 use crate::rollup::FLEET;
 use crate::sqlite::read::split_tags;
@@ -630,6 +631,47 @@ impl crate::Reader for PgReader {
                     .map_err(|error| StoreError::Decode { id, error })
             })
             .collect()
+    }
+
+    fn sensors(&self) -> Result<Vec<SensorHealth>> {
+        let rows = self.query(
+            "SELECT h.sensor, h.version, h.run, h.sent, h.received, h.backlog,
+                     h.oldest_unacked_secs, h.events_per_minute, h.dropped, c.events, c.last_ts
+                 FROM heartbeats h LEFT JOIN sensor_events c ON c.sensor = h.sensor
+                 ORDER BY h.sensor",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| -> PgResult<SensorHealth> {
+                Ok(crate::fleet::health(
+                    Heartbeat {
+                        sensor: r.try_get(0)?,
+                        version: r.try_get(1)?,
+                        run: r.try_get::<_, i64>(2)? as u64,
+                        sent_micros: r.try_get(3)?,
+                        backlog: r.try_get::<_, i64>(5)? as u64,
+                        oldest_unacked_secs: r.try_get(6)?,
+                        events_per_minute: r.try_get(7)?,
+                        dropped: r.try_get::<_, i64>(8)? as u64,
+                    },
+                    r.try_get(4)?,
+                    r.try_get(9)?,
+                    r.try_get(10)?,
+                ))
+            })
+            .collect::<PgResult<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn parked(&self) -> Result<u64> {
+        let rows = self.query("SELECT count(*) FROM parked", &[])?;
+        let n: i64 = rows
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0);
+        Ok(n as u64)
     }
 
     fn location(&self) -> String {

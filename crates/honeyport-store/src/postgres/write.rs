@@ -1,6 +1,7 @@
-//! The PostgreSQL writer: a batch is one transaction ([`crate::fold::apply`] over [`Tx`]) of a
+//! The PostgreSQL writer: a batch is one transaction ([`crate::fold::store`] over [`Tx`]) of a
 //! fixed number of statements, each over the whole batch: the session rows, their summary
-//! deltas and the rollups through `unnest` of arrays, the events by binary `COPY`.
+//! deltas, the rollups and the events (`ON CONFLICT DO NOTHING` on their identity) through
+//! `unnest` of arrays.
 //!
 //! Statements go with their parameter types (`query_typed`): one round trip each, no prepared
 //! statements to keep per connection.
@@ -8,18 +9,25 @@
 //! A connection that fails is dropped: that call returns the error, the next one connects
 //! again (the sensor's pipeline retries a failed batch; a batch is all or nothing). A batch
 //! whose `COMMIT` reached the server but whose answer did not (the connection broke at that
-//! very moment) is committed and still reported as failed: retried, its events would be
-//! stored twice. Nothing here can tell that case apart.
+//! very moment) is committed and still reported as failed: its retry carries the same event
+//! identities ([`crate::fleet::Ids`]), which the store has, so it adds nothing.
+//!
+//! [`PgWriter`] is the PostgreSQL [`crate::Loader`] too: a collector's batch arrives with its
+//! identities; writing and loading are the same transaction ([`fold::store`]). The events go
+//! in first, by one `INSERT ... ON CONFLICT DO NOTHING RETURNING` in identity order: a
+//! transaction meeting an identity another one is inserting waits for it, then skips it (or
+//! inserts it, if that one rolled back), so concurrent collectors add each event once and,
+//! taking the rows in one order, never deadlock.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use ::postgres::binary_copy::BinaryCopyInWriter;
 use ::postgres::types::{ToSql, Type};
 use ::postgres::{Client, Config, Transaction};
 use honeyport_event::Event;
 
 use super::{schema, text};
-use crate::fold::{self, Base, Delta, EventRow, Folded, Start, MAX_TAGS_LEN};
+use crate::fleet::{EventId, Heartbeat, Ids, Loaded, Parked, MAX_PARKED_BODY};
+use crate::fold::{self, Base, Delta, EventRow, SensorCounts, Start, MAX_TAGS_LEN};
 use crate::rollup::{Pending, Record};
 use crate::{day_of, FirewallRecord, Ident, Result, RunTotals, StoreError, WriterOptions};
 
@@ -46,6 +54,7 @@ pub struct PgWriter {
     days: HashSet<i64>,
     run_id: Option<i64>,
     synchronous: bool,
+    ids: Ids,
 }
 
 impl PgWriter {
@@ -62,6 +71,7 @@ impl PgWriter {
             days: HashSet::new(),
             run_id: None,
             synchronous: opts.synchronous_full,
+            ids: Ids::new(),
         };
         let shown = w.shown.clone();
         let client = w.client()?;
@@ -125,12 +135,24 @@ impl PgWriter {
         r
     }
 
-    fn write_folded(&mut self, folded: Folded) -> Result<()> {
-        let mut new_days: Vec<i64> = folded
-            .rows
+    /// Stores a batch with its identities in one transaction (events first, new by
+    /// identity; see [`fold::store`]). On failure the connection is dropped.
+    fn store(&mut self, batch: &[(EventId, &Event)]) -> Result<Loaded> {
+        if batch.is_empty() {
+            return Ok(Loaded::default());
+        }
+        let r = self.store_once(batch);
+        if r.is_err() {
+            self.reset();
+        }
+        r
+    }
+
+    fn store_once(&mut self, batch: &[(EventId, &Event)]) -> Result<Loaded> {
+        let mut new_days: Vec<i64> = batch
             .iter()
-            .flat_map(|r| {
-                let d = day_of(r.ts);
+            .flat_map(|(_, e)| {
+                let d = day_of(e.timestamp.unix_micros());
                 [d, d + 1]
             })
             .filter(|d| !self.days.contains(d))
@@ -147,28 +169,26 @@ impl PgWriter {
         self.days.extend(new_days);
         let client = self.client()?;
         let mut tx = client.transaction().map_err(pg)?;
-        fold::apply(
+        let loaded = fold::store(
             &mut Tx {
                 tx: &mut tx,
                 shown: &shown,
             },
-            folded,
+            batch,
         )?;
-        tx.commit().map_err(pg)
+        tx.commit().map_err(pg)?;
+        Ok(loaded)
     }
 }
 
 impl crate::Writer for PgWriter {
+    /// A batch gets its identities before its transaction and keeps them for its retry: a
+    /// retry after a `COMMIT` whose answer was lost finds them stored and adds nothing.
     fn write(&mut self, batch: &[Event]) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let folded = Folded::of(batch)?;
-        let r = self.write_folded(folded);
-        if r.is_err() {
-            self.reset();
-        }
-        r
+        let ids = self.ids.assign(batch);
+        let r = self.store(&ids);
+        self.ids.done(batch, r.is_ok(), true);
+        r.map(drop)
     }
 
     fn write_firewall(&mut self, sensor: &str, recs: &[FirewallRecord]) -> Result<u64> {
@@ -279,13 +299,16 @@ impl crate::Writer for PgWriter {
 
     fn begin_run(&mut self, sensor: &str) -> Result<()> {
         let sensor = text(sensor).into_owned();
+        let mut ids = Ids::new();
+        let run = ids.begin() as i64;
         let id = self.with(|client, shown| {
             client
                 .query_typed_one(
-                    "INSERT INTO runs (sensor, started) VALUES ($1, $2) RETURNING id",
+                    "INSERT INTO runs (sensor, started, run) VALUES ($1, $2, $3) RETURNING id",
                     &[
                         p(&sensor, Type::TEXT),
                         p(&chrono::Utc::now().timestamp_micros(), Type::INT8),
+                        p(&run, Type::INT8),
                     ],
                 )
                 .and_then(|r| r.try_get::<_, i64>(0))
@@ -295,6 +318,7 @@ impl crate::Writer for PgWriter {
                 })
         })?;
         self.run_id = Some(id);
+        self.ids = ids;
         Ok(())
     }
 
@@ -580,26 +604,163 @@ impl fold::Apply for Tx<'_, '_> {
         flush(self.tx, p).map_err(|e| self.err(e))
     }
 
-    fn insert_events(&mut self, rows: &[EventRow]) -> Result<()> {
+    fn insert_events(&mut self, rows: &[EventRow]) -> Result<Vec<bool>> {
         if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In identity order (the lock order; see the module doc), which is the batch's order
+        // for a writer's batch (one run, ascending seq): `id`, from the sequence, is the
+        // order readers return.
+        let mut sorted: Vec<&EventRow> = rows.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.id.run as i64, a.id.seq as i64, &a.id.sensor).cmp(&(
+                b.id.run as i64,
+                b.id.seq as i64,
+                &b.id.sensor,
+            ))
+        });
+        let v: Vec<i32> = sorted.iter().map(|e| i32::from(e.v)).collect();
+        let ts: Vec<i64> = sorted.iter().map(|e| e.ts).collect();
+        let sid: Vec<i64> = sorted.iter().map(|e| e.sid).collect();
+        let eventid: Vec<&str> = sorted.iter().map(|e| e.eventid).collect();
+        let json: Vec<&str> = sorted.iter().map(|e| e.json.as_str()).collect();
+        let sensor: Vec<String> = sorted
+            .iter()
+            .map(|e| text(&e.id.sensor).into_owned())
+            .collect();
+        let run: Vec<i64> = sorted.iter().map(|e| e.id.run as i64).collect();
+        let seq: Vec<i64> = sorted.iter().map(|e| e.id.seq as i64).collect();
+        let new = self
+            .tx
+            .query_typed(
+                "INSERT INTO events (v, ts, session, eventid, json, sensor, run, seq)
+                 SELECT v, ts, session, eventid, json, sensor, run, seq FROM unnest($1::integer[], $2::bigint[], $3::bigint[], $4::text[],
+                     $5::text[], $6::text[], $7::bigint[], $8::bigint[]) WITH ORDINALITY
+                     AS u (v, ts, session, eventid, json, sensor, run, seq, k)
+                 ORDER BY k
+                 ON CONFLICT (run, seq, sensor, ts) DO NOTHING
+                 RETURNING run, seq, sensor",
+                &[
+                    p(&v, Type::INT4_ARRAY),
+                    p(&ts, Type::INT8_ARRAY),
+                    p(&sid, Type::INT8_ARRAY),
+                    p(&eventid, Type::TEXT_ARRAY),
+                    p(&json, Type::TEXT_ARRAY),
+                    p(&sensor, Type::TEXT_ARRAY),
+                    p(&run, Type::INT8_ARRAY),
+                    p(&seq, Type::INT8_ARRAY),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        let new: HashSet<(i64, i64, String)> = new
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<PgResult<_>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|e| {
+                new.contains(&(
+                    e.id.run as i64,
+                    e.id.seq as i64,
+                    text(&e.id.sensor).into_owned(),
+                ))
+            })
+            .collect())
+    }
+
+    fn count_sensors(&mut self, c: &SensorCounts) -> Result<()> {
+        if c.is_empty() {
             return Ok(());
         }
-        // In the batch's order: `id` (from the sequence) is the order readers return.
-        let r = (|| -> PgResult<()> {
-            let sink = self.tx.copy_in(
-                "COPY events (v, ts, session, eventid, json) FROM STDIN (FORMAT binary)",
-            )?;
-            let mut w = BinaryCopyInWriter::new(
-                sink,
-                &[Type::INT4, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT],
-            );
-            for e in rows {
-                w.write(&[&i32::from(e.v), &e.ts, &e.sid, &e.eventid, &e.json])?;
-            }
-            w.finish()?;
-            Ok(())
-        })();
-        r.map_err(|e| self.err(e))
+        // A BTreeMap: in key order.
+        let sensor: Vec<String> = c.keys().map(|s| text(s).into_owned()).collect();
+        let n: Vec<i64> = c.values().map(|v| v.0).collect();
+        let last: Vec<i64> = c.values().map(|v| v.1).collect();
+        self.tx
+            .query_typed(
+                "INSERT INTO sensor_events AS t (sensor, events, last_ts)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+                 ON CONFLICT (sensor) DO UPDATE SET events = t.events + excluded.events,
+                     last_ts = greatest(t.last_ts, excluded.last_ts)",
+                &[
+                    p(&sensor, Type::TEXT_ARRAY),
+                    p(&n, Type::INT8_ARRAY),
+                    p(&last, Type::INT8_ARRAY),
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+}
+
+impl crate::Loader for PgWriter {
+    fn load(&mut self, batch: &[(EventId, Event)]) -> Result<Loaded> {
+        let refs: Vec<(EventId, &Event)> = batch.iter().map(|(i, e)| (i.clone(), e)).collect();
+        self.store(&refs)
+    }
+
+    fn heartbeat(&mut self, hb: &Heartbeat, received_micros: i64) -> Result<()> {
+        let sensor = text(&hb.sensor).into_owned();
+        let version = text(&hb.version).into_owned();
+        let (run, backlog, dropped) = (hb.run as i64, hb.backlog as i64, hb.dropped as i64);
+        // The latest by the bus's time wins (a sensor's clock may be hours off, or jump).
+        self.with(|client, shown| {
+            client
+                .query_typed(
+                    "INSERT INTO heartbeats AS t (sensor, version, run, sent, received, backlog,
+                         oldest_unacked_secs, events_per_minute, dropped)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (sensor) DO UPDATE SET version = excluded.version,
+                         run = excluded.run, sent = excluded.sent, received = excluded.received,
+                         backlog = excluded.backlog,
+                         oldest_unacked_secs = excluded.oldest_unacked_secs,
+                         events_per_minute = excluded.events_per_minute,
+                         dropped = excluded.dropped
+                     WHERE excluded.received >= t.received",
+                    &[
+                        p(&sensor, Type::TEXT),
+                        p(&version, Type::TEXT),
+                        p(&run, Type::INT8),
+                        p(&hb.sent_micros, Type::INT8),
+                        p(&received_micros, Type::INT8),
+                        p(&backlog, Type::INT8),
+                        p(&hb.oldest_unacked_secs, Type::FLOAT8),
+                        p(&hb.events_per_minute, Type::FLOAT8),
+                        p(&dropped, Type::INT8),
+                    ],
+                )
+                .map(drop)
+                .map_err(|source| StoreError::Postgres {
+                    location: shown.to_string(),
+                    source,
+                })
+        })
+    }
+
+    fn park(&mut self, pk: &Parked) -> Result<()> {
+        let body = &pk.body[..pk.body.len().min(MAX_PARKED_BODY)];
+        let (subject, reason) = (
+            text(&pk.subject).into_owned(),
+            text(&pk.reason).into_owned(),
+        );
+        self.with(|client, shown| {
+            client
+                .query_typed(
+                    "INSERT INTO parked (subject, reason, body, received) VALUES ($1, $2, $3, $4)",
+                    &[
+                        p(&subject, Type::TEXT),
+                        p(&reason, Type::TEXT),
+                        p(&body, Type::BYTEA),
+                        p(&pk.received_micros, Type::INT8),
+                    ],
+                )
+                .map(drop)
+                .map_err(|source| StoreError::Postgres {
+                    location: shown.to_string(),
+                    source,
+                })
+        })
     }
 }
 

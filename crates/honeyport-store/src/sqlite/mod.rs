@@ -2,6 +2,7 @@
 
 pub mod read;
 pub mod schema;
+pub mod spool;
 pub mod write;
 
 pub use read::SqliteReader;

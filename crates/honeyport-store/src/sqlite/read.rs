@@ -7,6 +7,7 @@ use honeyport_event::{Event, EventKind, SessionId, Timestamp, Transport};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 
+use crate::fleet::{Heartbeat, SensorHealth};
 use crate::fold::session_key;
 use crate::rollup::FLEET;
 use crate::{
@@ -593,6 +594,40 @@ impl crate::Reader for SqliteReader {
                     .map_err(|error| StoreError::Decode { id, error })
             })
             .collect()
+    }
+
+    fn sensors(&self) -> Result<Vec<SensorHealth>> {
+        let r = (|| {
+            let mut q = self.conn.prepare_cached(
+                "SELECT h.sensor, h.version, h.run, h.sent, h.received, h.backlog,
+                     h.oldest_unacked_secs, h.events_per_minute, h.dropped, c.events, c.last_ts
+                 FROM heartbeats h LEFT JOIN sensor_events c ON c.sensor = h.sensor
+                 ORDER BY h.sensor",
+            )?;
+            let rows = q.query_map([], |r| {
+                Ok(crate::fleet::health(
+                    Heartbeat {
+                        sensor: r.get(0)?,
+                        version: r.get(1)?,
+                        run: r.get::<_, i64>(2)? as u64,
+                        sent_micros: r.get(3)?,
+                        backlog: r.get::<_, i64>(5)? as u64,
+                        oldest_unacked_secs: r.get(6)?,
+                        events_per_minute: r.get(7)?,
+                        dropped: r.get::<_, i64>(8)? as u64,
+                    },
+                    r.get(4)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })();
+        r.map_err(|e| self.err(e))
+    }
+
+    fn parked(&self) -> Result<u64> {
+        self.count("parked", "1").map(|n| n as u64)
     }
 
     fn location(&self) -> String {

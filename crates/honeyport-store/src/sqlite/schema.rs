@@ -9,12 +9,19 @@
 //! holds imported firewall records; `runs` one row per sensor run.
 //!
 //! Versions: 1 (sessions, events, runs), 2 (the summary columns), 3 (rollups and firewall
-//! named in `meta`; they existed before without a version).
+//! named in `meta`; they existed before without a version), 4 (the fleet: each event's
+//! identity `(sensor, run, seq)` in `events`, unique; `runs.run`; the spool's `cursors`; the
+//! per-sensor counters `sensor_events`; the collector's `heartbeats` and `parked`).
+//!
+//! Migrating to 4 gives every stored event its legacy identity: its session's sensor, run 0,
+//! seq = its row id (unique, and in storage order like a run's seq). That rewrites `events`
+//! once (one UPDATE over every row): on a store of millions of events, the first open after
+//! the upgrade takes a while.
 
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Version 1, as it was (a new store gets it, then the migrations).
 pub const SCHEMA_V1: &str = "
@@ -133,14 +140,48 @@ CREATE TABLE IF NOT EXISTS firewall (
 );
 ";
 
+/// Version 4's tables (the identity columns are added to `events` by [`migrate`]).
+pub const FLEET: &str = "
+CREATE UNIQUE INDEX IF NOT EXISTS events_identity ON events (run, seq, sensor);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, pos INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sensor_events (
+    sensor TEXT PRIMARY KEY,
+    events INTEGER NOT NULL,
+    last_ts INTEGER
+);
+CREATE TABLE IF NOT EXISTS heartbeats (
+    sensor TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    sent INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    backlog INTEGER NOT NULL,
+    oldest_unacked_secs REAL NOT NULL,
+    events_per_minute REAL NOT NULL,
+    dropped INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parked (
+    id INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    body BLOB NOT NULL,
+    received INTEGER NOT NULL
+);
+";
+
+/// The columns of `table`.
+fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}
+
 /// Creates the schema, or brings an older store to [`VERSION`]: the summary columns, the
-/// rollups (computed once from the sessions of a store written before they existed).
+/// rollups (computed once from the sessions of a store written before they existed), the
+/// identities (legacy ones for the events already stored).
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA_V1)?;
-    let have: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('sessions')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let have = columns(conn, "sessions")?;
     for (name, ty) in SUMMARY_COLUMNS {
         if !have.iter().any(|h| h == name) {
             conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {name} {ty}"))?;
@@ -159,6 +200,10 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if !had_rollups {
         backfill_rollups(conn)?;
     }
+    if !columns(conn, "events")?.iter().any(|c| c == "run") {
+        identities(conn)?;
+    }
+    conn.execute_batch(FLEET)?;
     conn.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?1",
         [VERSION.to_string()],
@@ -176,6 +221,29 @@ pub fn is_current(conn: &Connection) -> rusqlite::Result<bool> {
         )
         .optional()?;
     Ok(v.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) >= VERSION)
+}
+
+/// Version 4's identity columns, with the legacy identities of the events already stored
+/// (run 0, seq = row id, the session's sensor), and the per-sensor counters they start with;
+/// one transaction.
+fn identities(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE events ADD COLUMN sensor TEXT NOT NULL DEFAULT '';
+         ALTER TABLE events ADD COLUMN run INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE events ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE runs ADD COLUMN run INTEGER;
+         UPDATE events SET seq = id, sensor = coalesce(
+             (SELECT s.sensor FROM sessions s WHERE s.session = events.session), '');
+         CREATE TABLE IF NOT EXISTS sensor_events (
+             sensor TEXT PRIMARY KEY,
+             events INTEGER NOT NULL,
+             last_ts INTEGER
+         );
+         INSERT INTO sensor_events (sensor, events, last_ts)
+             SELECT sensor, count(*), max(ts) FROM events GROUP BY sensor;",
+    )?;
+    tx.commit()
 }
 
 /// The records, sources and targets of a store's sessions, for a store that has sessions

@@ -1,4 +1,4 @@
-//! The SQLite writer: a batch is one transaction ([`crate::fold::apply`] over [`Tx`]).
+//! The SQLite writer: a batch is one transaction ([`crate::fold::store`] over [`Tx`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -6,14 +6,17 @@ use std::path::Path;
 use honeyport_event::Event;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::fold::{self, Base, Delta, EventRow, Folded, Start, MAX_TAGS_LEN};
+use crate::fleet::{EventId, Heartbeat, Ids, Loaded, Parked, MAX_PARKED_BODY};
+use crate::fold::{self, Base, Delta, EventRow, SensorCounts, Start, MAX_TAGS_LEN};
 use crate::rollup::{Pending, Record};
 use crate::{FirewallRecord, Ident, Result, RunTotals, StoreError, WriterOptions};
 
+/// The SQLite writer, and the SQLite [`crate::Loader`] (a collector's small central store).
 pub struct SqliteWriter {
     conn: Connection,
     path: String,
     run_id: Option<i64>,
+    ids: Ids,
 }
 
 impl SqliteWriter {
@@ -60,7 +63,26 @@ impl SqliteWriter {
             conn,
             path: shown,
             run_id: None,
+            ids: Ids::new(),
         })
+    }
+
+    /// Stores a batch with its identities, one transaction (`IMMEDIATE`: it takes the write
+    /// lock first, so two loaders on one file wait for each other, with the busy timeout,
+    /// rather than fail on upgrading a read).
+    fn store(&mut self, batch: &[(EventId, &Event)]) -> Result<Loaded> {
+        let path = self.path.clone();
+        let err = move |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let loaded = fold::store(&mut Tx { tx: &tx, err: &err }, batch)?;
+        tx.commit().map_err(&err)?;
+        Ok(loaded)
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -73,15 +95,11 @@ impl SqliteWriter {
 
 impl crate::Writer for SqliteWriter {
     fn write(&mut self, batch: &[Event]) -> Result<()> {
-        let folded = Folded::of(batch)?;
-        let path = self.path.clone();
-        let err = move |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(&err)?;
-        fold::apply(&mut Tx { tx: &tx, err: &err }, folded)?;
-        tx.commit().map_err(&err)
+        let ids = self.ids.assign(batch);
+        let r = self.store(&ids);
+        // A failed SQLite transaction is rolled back: the seqs are free again.
+        self.ids.done(batch, r.is_ok(), false);
+        r.map(drop)
     }
 
     fn write_firewall(&mut self, sensor: &str, recs: &[FirewallRecord]) -> Result<u64> {
@@ -145,12 +163,15 @@ impl crate::Writer for SqliteWriter {
     }
 
     fn begin_run(&mut self, sensor: &str) -> Result<()> {
+        let mut ids = Ids::new();
+        let run = ids.begin();
         let r = self.conn.execute(
-            "INSERT INTO runs (sensor, started) VALUES (?1, ?2)",
-            params![sensor, chrono::Utc::now().timestamp_micros()],
+            "INSERT INTO runs (sensor, started, run) VALUES (?1, ?2, ?3)",
+            params![sensor, chrono::Utc::now().timestamp_micros(), run as i64],
         );
         r.map_err(|e| self.err(e))?;
         self.run_id = Some(self.conn.last_insert_rowid());
+        self.ids = ids;
         Ok(())
     }
 
@@ -174,6 +195,48 @@ impl crate::Writer for SqliteWriter {
 
     fn location(&self) -> String {
         self.path.clone()
+    }
+}
+
+impl crate::Loader for SqliteWriter {
+    fn load(&mut self, batch: &[(EventId, Event)]) -> Result<Loaded> {
+        let refs: Vec<(EventId, &Event)> = batch.iter().map(|(i, e)| (i.clone(), e)).collect();
+        self.store(&refs)
+    }
+
+    fn heartbeat(&mut self, hb: &Heartbeat, received_micros: i64) -> Result<()> {
+        // The latest by the bus's time wins (a sensor's clock may be hours off, or jump).
+        let r = self.conn.execute(
+            "INSERT INTO heartbeats (sensor, version, run, sent, received, backlog,
+                 oldest_unacked_secs, events_per_minute, dropped)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (sensor) DO UPDATE SET version = excluded.version,
+                 run = excluded.run, sent = excluded.sent, received = excluded.received,
+                 backlog = excluded.backlog, oldest_unacked_secs = excluded.oldest_unacked_secs,
+                 events_per_minute = excluded.events_per_minute, dropped = excluded.dropped
+             WHERE excluded.received >= heartbeats.received",
+            params![
+                hb.sensor,
+                hb.version,
+                hb.run as i64,
+                hb.sent_micros,
+                received_micros,
+                hb.backlog as i64,
+                hb.oldest_unacked_secs,
+                hb.events_per_minute,
+                hb.dropped as i64
+            ],
+        );
+        r.map(drop).map_err(|e| self.err(e))
+    }
+
+    fn park(&mut self, p: &Parked) -> Result<()> {
+        let body = &p.body[..p.body.len().min(MAX_PARKED_BODY)];
+        let r = self.conn.execute(
+            "INSERT INTO parked (subject, reason, body, received) VALUES (?1, ?2, ?3, ?4)",
+            params![p.subject, p.reason, body, p.received_micros],
+        );
+        r.map(drop).map_err(|e| self.err(e))
     }
 }
 
@@ -323,13 +386,41 @@ impl fold::Apply for Tx<'_, '_> {
         flush(self.tx, p).map_err(self.err)
     }
 
-    fn insert_events(&mut self, rows: &[EventRow]) -> Result<()> {
-        let r = (|| -> rusqlite::Result<()> {
+    fn insert_events(&mut self, rows: &[EventRow]) -> Result<Vec<bool>> {
+        let r = (|| -> rusqlite::Result<Vec<bool>> {
             let mut ins = self.tx.prepare_cached(
-                "INSERT INTO events (v, ts, session, eventid, json) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO events (v, ts, session, eventid, json, sensor, run, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (run, seq, sensor) DO NOTHING",
             )?;
-            for e in rows {
-                ins.execute(params![e.v, e.ts, e.sid, e.eventid, e.json])?;
+            rows.iter()
+                .map(|e| {
+                    let n = ins.execute(params![
+                        e.v,
+                        e.ts,
+                        e.sid,
+                        e.eventid,
+                        e.json,
+                        e.id.sensor,
+                        e.id.run as i64,
+                        e.id.seq as i64
+                    ])?;
+                    Ok(n == 1)
+                })
+                .collect()
+        })();
+        r.map_err(self.err)
+    }
+
+    fn count_sensors(&mut self, c: &SensorCounts) -> Result<()> {
+        let r = (|| -> rusqlite::Result<()> {
+            let mut up = self.tx.prepare_cached(
+                "INSERT INTO sensor_events (sensor, events, last_ts) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sensor) DO UPDATE SET events = events + excluded.events,
+                     last_ts = max(coalesce(last_ts, excluded.last_ts), excluded.last_ts)",
+            )?;
+            for (sensor, (n, last)) in c {
+                up.execute(params![sensor, n, last])?;
             }
             Ok(())
         })();
