@@ -46,6 +46,8 @@ pub fn apply_fd_ceiling(cfg: &mut Config, nofile: u64) -> usize {
 pub struct Running {
     pub bound: Vec<BoundInfo>,
     pub data_dir: PathBuf,
+    /// The forwarder's counters (published, acked, retries, last error), when `[forward]`.
+    pub forward: Option<std::sync::Arc<crate::fleet::forward::ForwardStats>>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<RunReport>,
 }
@@ -69,6 +71,12 @@ pub async fn start(mut cfg: Config, data_dir: &Path) -> anyhow::Result<Running> 
     let sensor_name = cfg.sensor.clone();
     let storage = cfg.storage.clone();
     let downloads = cfg.downloads.clone();
+    let forward = cfg.forward.take();
+    if forward.is_some() {
+        // The host-name default is known only now; `check` saw an explicit name.
+        crate::fleet::bus::check_sensor_name(&sensor_name)
+            .map_err(|e| anyhow::anyhow!("[forward]: {e}"))?;
+    }
     let tagger = cfg
         .tagger
         .take()
@@ -87,6 +95,21 @@ pub async fn start(mut cfg: Config, data_dir: &Path) -> anyhow::Result<Running> 
     }
     let bound = sensor.bound();
     let (events, pipeline) = Pipeline::start(data_dir, &storage, &sensor_name, tagger)?;
+    // Beside the pipeline, never in it: it reads the store of record as a spool.
+    let forwarder = match forward {
+        Some(f) => {
+            let spool =
+                crate::store::open_spool(&crate::store::Location::Sqlite(data_dir.to_path_buf()))?;
+            Some(crate::fleet::forward::Forwarder::start(
+                f,
+                &sensor_name,
+                spool,
+                Some(pipeline.stats().clone()),
+            ))
+        }
+        None => None,
+    };
+    let forward_stats = forwarder.as_ref().map(|f| f.stats().clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = sensor
@@ -98,11 +121,24 @@ pub async fn start(mut cfg: Config, data_dir: &Path) -> anyhow::Result<Running> 
         let pipeline = tokio::task::spawn_blocking(move || pipeline.finish())
             .await
             .unwrap_or_default();
+        // Last: everything is in the spool now; a bounded final flush, the rest waits there.
+        if let Some(f) = forwarder {
+            let (r, left) = f.stop().await;
+            tracing::info!(
+                published = r.published,
+                acked = r.acked,
+                retries = r.retries,
+                unsent = left.map(|b| b.events),
+                last_error = r.last_error.as_deref().unwrap_or(""),
+                "forwarder"
+            );
+        }
         RunReport { serve, pipeline }
     });
     Ok(Running {
         bound,
         data_dir: data_dir.to_path_buf(),
+        forward: forward_stats,
         stop: Some(stop_tx),
         task,
     })

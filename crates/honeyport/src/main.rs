@@ -86,6 +86,9 @@ enum Cmd {
     /// Import other sensors' logs into the store (cowrie JSON, iptables firewall lines,
     /// tcp-honeypot text logs); importing a file again adds nothing.
     Import(honeyport::import::ImportArgs),
+    /// The fleet's collector: load what sensors publish to NATS JetStream into this store
+    /// (`--store`), idempotently; creates or checks the stream and its durable consumer.
+    Collect(honeyport::fleet::collect::CollectArgs),
     /// A first look in under a minute: the default config on loopback, a synthetic scanner
     /// mix (telnet bots, SSH probes, SMTP and HTTP scans), then `explain` of the busiest port.
     Demo {
@@ -226,6 +229,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            })
+        }
+        Cmd::Collect(a) => {
+            let loc = loc?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let mut out = std::io::stdout();
+            let ok = rt.block_on(honeyport::fleet::collect::cli(&loc, &a, &mut out))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
             })
         }
         Cmd::Demo { dir } => {

@@ -56,6 +56,9 @@ pub struct ConfigRaw {
     /// The sockets to open and which persona serves each.
     #[serde(default)]
     pub listeners: Vec<ListenerRaw>,
+    /// Forward the store of record to NATS JetStream (see [`crate::fleet::forward`]). Off
+    /// when absent.
+    pub forward: Option<crate::fleet::forward::ForwardRaw>,
 }
 
 /// `[limits]`: every read from a peer has a byte cap and a deadline; every resource a bound.
@@ -415,6 +418,8 @@ pub struct Config {
     /// The tagger (`[classify] tags`, `rules`, `clients`, `brute_force_*`); `None` when off.
     pub tagger: Option<crate::classify::tagger::TaggerSpec>,
     pub listeners: Vec<ListenerSpec>,
+    /// `[forward]`: the forwarder to NATS, started beside the pipeline.
+    pub forward: Option<crate::fleet::forward::ForwardConfig>,
 }
 
 /// A config that passed validation; `build` does the I/O.
@@ -426,6 +431,7 @@ pub struct Validated {
     downloads: Option<crate::fetch::Downloads>,
     tagger: Option<crate::classify::tagger::TaggerSpec>,
     listeners: Vec<ListenerPlan>,
+    forward: Option<crate::fleet::forward::ForwardConfig>,
 }
 
 struct ListenerPlan {
@@ -580,7 +586,7 @@ fn read_personas(
     out
 }
 
-fn serde_error(src: &str, path: &str, e: &toml::de::Error) -> ConfigError {
+pub(crate) fn serde_error(src: &str, path: &str, e: &toml::de::Error) -> ConfigError {
     ConfigError {
         path: path.to_string(),
         pos: e.span().map(|s| line_col(src, s.start)),
@@ -593,6 +599,10 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
     let storage = validate_storage(&raw.storage, p);
     let downloads = raw.downloads.validate(p);
     let tagger = crate::classify::tagger::validate_config(&raw.classify, base_dir, p);
+    let forward = raw
+        .forward
+        .as_ref()
+        .and_then(|f| f.validate("forward", raw.sensor.as_deref(), base_dir, p));
     if let Some(s) = &raw.sensor {
         if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control()) {
             p.at("sensor", "sensor name must be 1-128 printable characters");
@@ -846,6 +856,7 @@ fn validate(raw: ConfigRaw, base_dir: &Path, p: &mut Problems<'_>) -> Validated 
         downloads,
         tagger,
         listeners: plans,
+        forward,
     }
 }
 
@@ -1107,6 +1118,7 @@ impl Validated {
             classify_syn: self.raw.classify.syn.unwrap_or(true),
             tagger: self.tagger,
             listeners,
+            forward: self.forward,
         })
     }
 }

@@ -517,6 +517,135 @@ fn log_counts(r: &CollectReport) {
     );
 }
 
+/// `honeyport collect`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct CollectArgs {
+    /// Config file (TOML: `[bus]`, `[stream]`, `consumer`, `batch`, ...; see `CollectRaw`).
+    #[arg(short, long)]
+    pub config: Option<std::path::PathBuf>,
+    /// NATS server URL(s), comma-separated; replaces the config's `[bus] url`.
+    #[arg(long, env = "HONEYPORT_NATS_URL")]
+    pub url: Option<String>,
+    /// A `.creds` file for the bus (replaces the config's credentials).
+    #[arg(long)]
+    pub creds: Option<String>,
+    /// Create or check the stream and the durable consumer, then exit.
+    #[arg(long)]
+    pub init: bool,
+    /// Change an existing stream whose settings differ from the config (else an error).
+    #[arg(long)]
+    pub update_stream: bool,
+}
+
+/// Reads and validates `collect`'s config and flags (pure apart from reading the file and
+/// checking named files are readable).
+pub fn load_config(a: &CollectArgs) -> Result<CollectConfig, crate::config::ConfigErrors> {
+    use crate::config::{ConfigError, ConfigErrors};
+    let name = a
+        .config
+        .as_ref()
+        .map_or_else(|| "command line".to_string(), |p| p.display().to_string());
+    let fail = |errors| ConfigErrors {
+        source_name: name.clone(),
+        errors,
+    };
+    let (src, base) = match &a.config {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| {
+                fail(vec![ConfigError {
+                    path: String::new(),
+                    pos: None,
+                    message: format!("cannot read: {e}"),
+                }])
+            })?,
+            p.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ),
+        None => (String::new(), std::path::PathBuf::from(".")),
+    };
+    let raw: CollectRaw =
+        toml::from_str(&src).map_err(|e| fail(vec![crate::config::serde_error(&src, "", &e)]))?;
+    let flag_bus = (a.url.is_some() || a.creds.is_some()).then(|| {
+        let mut b = raw.bus.clone().unwrap_or_default();
+        if let Some(u) = &a.url {
+            b.url = Some(super::bus::UrlsRaw::One(u.clone()));
+        }
+        if let Some(c) = &a.creds {
+            b.user = None;
+            b.password = None;
+            b.token = None;
+            b.nkey_seed_file = None;
+            b.creds_file = Some(c.clone());
+        }
+        b
+    });
+    let mut p = Problems::new(&src);
+    let cfg = raw.validate(flag_bus.as_ref(), &base, &mut p);
+    match cfg {
+        Some(mut c) if p.errors.is_empty() => {
+            c.update_stream = a.update_stream;
+            Ok(c)
+        }
+        _ => Err(fail(p.errors)),
+    }
+}
+
+/// `honeyport collect` end to end: connect (a clear error when NATS or the store is not
+/// there), ensure the stream and consumer, load until SIGINT/SIGTERM.
+pub async fn cli(
+    store: &honeyport_store::Location,
+    a: &CollectArgs,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    use tokio::signal::unix::{signal, SignalKind};
+    let cfg = match load_config(a) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = write!(out, "{e}");
+            return Ok(false);
+        }
+    };
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let consumer = init(&cfg).await?;
+    if a.init {
+        writeln!(
+            out,
+            "honeyport: stream {} and durable consumer {} ready on {}",
+            cfg.stream.name,
+            cfg.consumer,
+            cfg.bus.display()
+        )?;
+        return Ok(true);
+    }
+    let loc = store.clone();
+    let loader = tokio::task::spawn_blocking(move || honeyport_store::open_loader(&loc))
+        .await?
+        .with_context(|| format!("opening the store {}", store.display()))?;
+    writeln!(
+        out,
+        "honeyport: collecting from stream {} (consumer {}) on {} into {}",
+        cfg.stream.name,
+        cfg.consumer,
+        cfg.bus.display(),
+        store.display()
+    )?;
+    let stats = Arc::new(CollectStats::default());
+    let r = run(&cfg, consumer, loader, stats, async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+    .await;
+    writeln!(
+        out,
+        "honeyport: collect stopped: {} messages in {} batches, {} events loaded, {} duplicates, {} heartbeats, {} parked, {} failed loads",
+        r.messages, r.batches, r.loaded, r.duplicates, r.heartbeats, r.parked, r.load_failures
+    )?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
