@@ -203,62 +203,36 @@ impl StreamSpec {
     /// Every field this spec sets that `got` has otherwise, as `field: want X, server has Y`.
     pub fn differences(&self, got: &stream::Config) -> Vec<String> {
         let want = self.config();
-        let mut diffs = Vec::new();
-        let mut cmp = |field: &str, w: String, g: String| {
-            if w != g {
-                diffs.push(format!("{field}: want {w}, server has {g}"));
-            }
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            format!("{v:?}")
         };
-        let mut subjects = got.subjects.clone();
-        subjects.sort();
-        let mut want_subjects = want.subjects.clone();
-        want_subjects.sort();
-        cmp(
-            "subjects",
-            format!("{want_subjects:?}"),
-            format!("{subjects:?}"),
-        );
-        cmp(
-            "retention",
-            format!("{:?}", want.retention),
-            format!("{:?}", got.retention),
-        );
-        cmp(
-            "storage",
-            format!("{:?}", want.storage),
-            format!("{:?}", got.storage),
-        );
-        cmp(
-            "discard",
-            format!("{:?}", want.discard),
-            format!("{:?}", got.discard),
-        );
-        cmp(
-            "max_bytes",
-            want.max_bytes.to_string(),
-            got.max_bytes.to_string(),
-        );
-        cmp(
-            "max_msgs",
-            want.max_messages.to_string(),
-            got.max_messages.to_string(),
-        );
-        cmp(
-            "max_age",
-            format!("{:?}", want.max_age),
-            format!("{:?}", got.max_age),
-        );
-        cmp(
-            "duplicate_window",
-            format!("{:?}", want.duplicate_window),
-            format!("{:?}", got.duplicate_window),
-        );
-        cmp(
-            "num_replicas",
-            want.num_replicas.max(1).to_string(),
-            got.num_replicas.max(1).to_string(),
-        );
-        diffs
+        let d = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        let fields = [
+            ("subjects", sorted(&want.subjects), sorted(&got.subjects)),
+            ("retention", d(&want.retention), d(&got.retention)),
+            ("storage", d(&want.storage), d(&got.storage)),
+            ("discard", d(&want.discard), d(&got.discard)),
+            ("max_bytes", d(&want.max_bytes), d(&got.max_bytes)),
+            ("max_msgs", d(&want.max_messages), d(&got.max_messages)),
+            ("max_age", d(&want.max_age), d(&got.max_age)),
+            (
+                "duplicate_window",
+                d(&want.duplicate_window),
+                d(&got.duplicate_window),
+            ),
+            (
+                "num_replicas",
+                d(&want.num_replicas.max(1)),
+                d(&got.num_replicas.max(1)),
+            ),
+        ];
+        fields
+            .into_iter()
+            .filter(|(_, w, g)| w != g)
+            .map(|(field, w, g)| format!("{field}: want {w}, server has {g}"))
+            .collect()
     }
 
     /// Creates the stream, or checks the existing one (updating it when `update`), and checks
