@@ -137,3 +137,89 @@ fn records_sources_and_targets_are_counted_exactly_per_day_port_and_sensor() {
     assert_eq!((c.records, c.sources, c.targets), (5, 2, 3));
     assert_eq!(r.day_range(Scope::Fleet).unwrap(), Some((100, 101)));
 }
+
+/// A version 3 store (before identities) gets the legacy ones on migration: run 0, seq = the
+/// row id, the session's sensor; its per-sensor counters start from its events; what is
+/// written afterwards gets a real run, seq from 1.
+#[test]
+fn a_schema_3_store_gets_legacy_identities() {
+    use crate::Spool;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        for (name, ty) in super::schema::SUMMARY_COLUMNS {
+            c.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {name} {ty}"))
+                .unwrap();
+        }
+        c.execute_batch(super::schema::ROLLUPS).unwrap();
+        c.execute_batch("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+            .unwrap();
+        c.execute(
+            "INSERT INTO sessions (session, sensor, start_ts, transport, src_ip, src_port, dst_ip, dst_port, listener, persona, tls)
+             VALUES (42, 'old-sensor', 7, 'tcp', '192.0.2.1', 1, '192.0.2.2', 26, 'l', 'p', 0)",
+            [],
+        )
+        .unwrap();
+        for (ts, json) in [
+            (
+                7,
+                r#"{"eventid":"session.connect","listener":"l","persona":"p","tls":false}"#,
+            ),
+            (
+                9,
+                r#"{"eventid":"session.closed","duration":1.0,"bytes_in":0,"bytes_out":0,"reason":"peer_closed"}"#,
+            ),
+        ] {
+            c.execute(
+                "INSERT INTO events (v, ts, session, eventid, json) VALUES (1, ?1, 42, 'x', ?2)",
+                params![ts, json],
+            )
+            .unwrap();
+        }
+        // A gap in the row ids: seq follows them.
+        c.execute_batch("UPDATE events SET id = 5 WHERE id = 2")
+            .unwrap();
+    }
+    let mut w = SqliteWriter::open(&path, WriterOptions::default()).unwrap();
+    let mut spool = crate::open_spool(&crate::Location::Sqlite(dir.path().into())).unwrap();
+    let got: Vec<_> = spool
+        .after(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.pos, s.id.sensor, s.id.run, s.id.seq))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "old-sensor".to_string(), 0, 1),
+            (5, "old-sensor".to_string(), 0, 5)
+        ]
+    );
+    let r = SqliteReader::open(dir.path()).unwrap();
+    let (events, last): (i64, i64) = r
+        .connection()
+        .query_row(
+            "SELECT events, last_ts FROM sensor_events WHERE sensor = 'old-sensor'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((events, last), (2, 9));
+    // New events: a drawn run, seq from 1, after the legacy ones.
+    let mut evs = spool.after(0, 10).unwrap();
+    let ev: honeyport_event::Event = serde_json::from_str(&evs.remove(0).json).unwrap();
+    w.write(&[ev]).unwrap();
+    let new = spool.after(5, 10).unwrap();
+    assert_eq!(new.len(), 1);
+    assert_ne!(new[0].id.run, 0);
+    assert_eq!(
+        (new[0].id.sensor.as_str(), new[0].id.seq),
+        ("old-sensor", 1)
+    );
+    // Opening again migrates nothing twice.
+    drop(w);
+    drop(SqliteWriter::open(&path, WriterOptions::default()).unwrap());
+    assert_eq!(spool.after(0, 10).unwrap().len(), 3);
+}
