@@ -143,7 +143,6 @@ fn records_sources_and_targets_are_counted_exactly_per_day_port_and_sensor() {
 /// written afterwards gets a real run, seq from 1.
 #[test]
 fn a_schema_3_store_gets_legacy_identities() {
-    use crate::Spool;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DB_FILE);
     {

@@ -7,6 +7,7 @@ mod common;
 mod downloads;
 mod examples;
 mod fleet;
+mod fleet_e2e;
 mod ftp;
 mod http;
 mod import;
