@@ -106,6 +106,15 @@ pub enum ReportCmd {
         #[command(flatten)]
         out: Output,
     },
+    /// The fleet's sensors from their heartbeats: last seen, lag, backlog, oldest unacknowledged,
+    /// events per minute, dropped, clock offset, events loaded; a sensor not heard from for
+    /// `--silent-after` seconds is flagged SILENT.
+    Sensors {
+        #[arg(long, default_value_t = 300)]
+        silent_after: u64,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Sessions matching filters, newest first, with their summary.
     Sessions {
         #[arg(long)]
@@ -415,6 +424,58 @@ pub fn run(store: &Location, cmd: &ReportCmd, w: &mut dyn Write) -> anyhow::Resu
             let title = format!("client software, {}", window_note(win, *port, out));
             emit(w, f, &title, &t, serde_json::Value::Object(json))?;
         }
+        ReportCmd::Sensors { silent_after, out } => {
+            let now = chrono::Utc::now().timestamp_micros();
+            let f = out.format();
+            let mut t = Table::new(&[
+                "sensor",
+                "last_seen",
+                "lag_s",
+                "status",
+                "backlog",
+                "oldest_unacked_s",
+                "events_per_min",
+                "dropped",
+                "clock_offset_s",
+                "events",
+                "version",
+            ]);
+            let mut json = Vec::new();
+            for h in c.sensors()? {
+                if out.sensor.as_deref().is_some_and(|s| s != h.sensor) {
+                    continue;
+                }
+                let lag = (now - h.received_micros).max(0) as f64 / 1e6;
+                let silent = lag > *silent_after as f64;
+                let status = if silent { "SILENT" } else { "ok" };
+                let seen = chrono::DateTime::from_timestamp_micros(h.received_micros)
+                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                let offset = h.clock_offset_micros as f64 / 1e6;
+                t.push(vec![
+                    h.sensor.clone(),
+                    seen,
+                    format!("{lag:.0}"),
+                    status.to_string(),
+                    num(f, h.last.backlog as i64),
+                    format!("{:.0}", h.last.oldest_unacked_secs),
+                    format!("{:.1}", h.last.events_per_minute),
+                    num(f, h.last.dropped as i64),
+                    format!("{offset:.1}"),
+                    num(f, h.events as i64),
+                    h.last.version.clone(),
+                ]);
+                json.push(serde_json::json!({
+                    "sensor": h.sensor, "received_micros": h.received_micros, "lag_secs": lag,
+                    "silent": silent, "backlog": h.last.backlog,
+                    "oldest_unacked_secs": h.last.oldest_unacked_secs,
+                    "events_per_minute": h.last.events_per_minute, "dropped": h.last.dropped,
+                    "clock_offset_micros": h.clock_offset_micros, "events": h.events,
+                    "last_event_micros": h.last_event_micros, "version": h.last.version,
+                }));
+            }
+            emit(w, f, "sensors", &t, serde_json::json!({ "sensors": json }))?;
+        }
         ReportCmd::Sessions {
             port,
             src,
@@ -693,4 +754,76 @@ fn sensor_note(out: &Output) -> String {
         .as_ref()
         .map(|s| format!(", sensor {s}"))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{open_loader, Heartbeat};
+
+    fn beat(sensor: &str, backlog: u64) -> Heartbeat {
+        Heartbeat {
+            sensor: sensor.into(),
+            version: "0.1.0".into(),
+            run: 7,
+            sent_micros: 0,
+            backlog,
+            oldest_unacked_secs: 12.0,
+            events_per_minute: 30.0,
+            dropped: 0,
+        }
+    }
+
+    #[test]
+    fn report_sensors_flags_the_silent_one_and_shows_backlog_and_clock_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::Sqlite(dir.path().to_path_buf());
+        let now = chrono::Utc::now().timestamp_micros();
+        {
+            let mut l = open_loader(&loc).unwrap();
+            let mut fresh = beat("fra-1", 40);
+            // Its clock is an hour ahead of the bus's.
+            fresh.sent_micros = now + 3_600_000_000;
+            l.heartbeat(&fresh, now).unwrap();
+            let mut old = beat("ams-2", 0);
+            old.sent_micros = now - 3_600_000_000;
+            l.heartbeat(&old, now - 3_600_000_000).unwrap();
+        }
+        let cmd = ReportCmd::Sensors {
+            silent_after: 300,
+            out: Output {
+                sensor: None,
+                json: true,
+                csv: false,
+            },
+        };
+        let mut out = Vec::new();
+        run(&loc, &cmd, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let by: std::collections::BTreeMap<String, &serde_json::Value> = v["sensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["sensor"].as_str().unwrap().to_string(), s))
+            .collect();
+        assert_eq!(by.len(), 2);
+        assert_eq!(by["ams-2"]["silent"], true);
+        assert_eq!(by["fra-1"]["silent"], false);
+        assert_eq!(by["fra-1"]["backlog"], 40);
+        assert_eq!(by["fra-1"]["clock_offset_micros"], 3_600_000_000i64);
+
+        let mut text = Vec::new();
+        let cmd = ReportCmd::Sensors {
+            silent_after: 300,
+            out: Output {
+                sensor: Some("ams-2".into()),
+                json: false,
+                csv: false,
+            },
+        };
+        run(&loc, &cmd, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("SILENT"), "{text}");
+        assert!(!text.contains("fra-1"), "{text}");
+    }
 }
