@@ -431,3 +431,60 @@ pub trait Reader {
     /// Where this store is, for messages.
     fn location(&self) -> String;
 }
+
+/// [`Reader::sources`]'s answer, put together the same way by both backends: the top
+/// addresses (`(ip key, records, ports, days)`, in order), then each one's busiest port (ties:
+/// the lower), known at once when the query was for one port, else from per-port sums
+/// ([`Sources::add`]) of the listed addresses ([`Sources::pending`]).
+pub(crate) struct Sources {
+    found: Vec<(Vec<u8>, i64, i64, i64)>,
+    busiest: std::collections::HashMap<Vec<u8>, (i64, u16)>,
+    one_port: bool,
+}
+
+impl Sources {
+    pub(crate) fn new(found: Vec<(Vec<u8>, i64, i64, i64)>, port: Option<u16>) -> Sources {
+        let busiest = match port {
+            Some(p) => found.iter().map(|f| (f.0.clone(), (f.1, p))).collect(),
+            None => Default::default(),
+        };
+        Sources {
+            found,
+            busiest,
+            one_port: port.is_some(),
+        }
+    }
+
+    /// The addresses whose per-port sums are still needed (none for a one-port query).
+    pub(crate) fn pending(&self) -> &[(Vec<u8>, i64, i64, i64)] {
+        if self.one_port {
+            &[]
+        } else {
+            &self.found
+        }
+    }
+
+    /// One address's records on one port.
+    pub(crate) fn add(&mut self, ip: Vec<u8>, port: u16, n: i64) {
+        let e = self.busiest.entry(ip).or_insert((n, port));
+        if n > e.0 || (n == e.0 && port < e.1) {
+            *e = (n, port);
+        }
+    }
+
+    pub(crate) fn rows(self) -> Vec<SourceCount> {
+        let busiest = self.busiest;
+        self.found
+            .into_iter()
+            .filter_map(|(ip, records, ports, days)| {
+                Some(SourceCount {
+                    ip: ip_of_key(&ip)?,
+                    records,
+                    ports,
+                    days,
+                    top_port: busiest.get(&ip).map_or(0, |b| b.1),
+                })
+            })
+            .collect()
+    }
+}

@@ -11,7 +11,6 @@
 //! (`default_transaction_read_only`).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use ::postgres::error::SqlState;
 use ::postgres::types::{FromSql, ToSql, Type};
@@ -449,13 +448,9 @@ impl crate::Reader for PgReader {
             |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
         )?;
         // Each listed source's busiest port (ties: the lower), in one more query.
-        let mut busiest: HashMap<Vec<u8>, (i64, u16)> = HashMap::new();
-        if let Some(p) = port {
-            for (ip, records, ..) in &found {
-                busiest.insert(ip.clone(), (*records, p));
-            }
-        } else if !found.is_empty() {
-            let ips: Vec<&[u8]> = found.iter().map(|f| f.0.as_slice()).collect();
+        let mut sources = crate::Sources::new(found, port);
+        if !sources.pending().is_empty() {
+            let ips: Vec<&[u8]> = sources.pending().iter().map(|f| f.0.as_slice()).collect();
             let per_port: Vec<(Vec<u8>, u16, i64)> = self.rows(
                 "SELECT ip, port, sum(n)::bigint FROM port_day_src
                  WHERE sensor = $1 AND day BETWEEN $2 AND $3 AND ip = ANY($4::bytea[])
@@ -469,24 +464,10 @@ impl crate::Reader for PgReader {
                 |r| Ok((r.try_get(0)?, r.try_get::<_, Port>(1)?.0, r.try_get(2)?)),
             )?;
             for (ip, p, n) in per_port {
-                let e = busiest.entry(ip).or_insert((0, p));
-                if n > e.0 || (n == e.0 && p < e.1) {
-                    *e = (n, p);
-                }
+                sources.add(ip, p, n);
             }
         }
-        Ok(found
-            .into_iter()
-            .filter_map(|(ip, records, ports, days)| {
-                Some(SourceCount {
-                    ip: crate::ip_of_key(&ip)?,
-                    records,
-                    ports,
-                    days,
-                    top_port: busiest.get(&ip).map_or(0, |b| b.1),
-                })
-            })
-            .collect())
+        Ok(sources.rows())
     }
 
     fn sessions(

@@ -394,45 +394,29 @@ impl crate::Reader for SqliteReader {
             // Each listed source's busiest port: one pass over the window for all of them
             // (the sets are keyed by port first, so a per-address lookup would read the
             // whole window).
-            let mut busiest: HashMap<Vec<u8>, (i64, u16)> = HashMap::new();
-            if let Some(p) = port {
-                for (k, records, ..) in &found {
-                    busiest.insert(k.clone(), (*records, p));
-                }
-            } else {
-                // In chunks: SQLite takes at most 32766 parameters in a statement.
-                for chunk in found.chunks(10_000) {
-                    let marks = vec!["?"; chunk.len()].join(",");
-                    let sql = format!(
-                        "SELECT ip, port, sum(n) FROM port_day_src
-                         WHERE sensor = ? AND day BETWEEN ? AND ? AND ip IN ({marks}) GROUP BY ip, port"
-                    );
-                    let mut args: Vec<Value> =
-                        vec![key(s).to_string().into(), w.since.into(), w.until.into()];
-                    args.extend(chunk.iter().map(|f| Value::Blob(f.0.clone())));
-                    let mut q = self.conn.prepare(&sql)?;
-                    let mut rows = q.query(params_from_iter(args))?;
-                    while let Some(r) = rows.next()? {
-                        let (k, p, n): (Vec<u8>, u16, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                        let e = busiest.entry(k).or_insert((0, p));
-                        if n > e.0 || (n == e.0 && p < e.1) {
-                            *e = (n, p);
-                        }
-                    }
+            let mut sources = crate::Sources::new(found, port);
+            // In chunks: SQLite takes at most 32766 parameters in a statement.
+            let chunks: Vec<Vec<Value>> = sources
+                .pending()
+                .chunks(10_000)
+                .map(|c| c.iter().map(|f| Value::Blob(f.0.clone())).collect())
+                .collect();
+            for ips in chunks {
+                let marks = vec!["?"; ips.len()].join(",");
+                let sql = format!(
+                    "SELECT ip, port, sum(n) FROM port_day_src
+                     WHERE sensor = ? AND day BETWEEN ? AND ? AND ip IN ({marks}) GROUP BY ip, port"
+                );
+                let mut args: Vec<Value> =
+                    vec![key(s).to_string().into(), w.since.into(), w.until.into()];
+                args.extend(ips);
+                let mut q = self.conn.prepare(&sql)?;
+                let mut rows = q.query(params_from_iter(args))?;
+                while let Some(r) = rows.next()? {
+                    sources.add(r.get(0)?, r.get(1)?, r.get(2)?);
                 }
             }
-            Ok(found
-                .into_iter()
-                .filter_map(|(k, records, ports, days)| {
-                    Some(SourceCount {
-                        ip: crate::ip_of_key(&k)?,
-                        records,
-                        ports,
-                        days,
-                        top_port: busiest.get(&k).map_or(0, |b| b.1),
-                    })
-                })
-                .collect())
+            Ok(sources.rows())
         })();
         r.map_err(|e| self.err(e))
     }
@@ -568,21 +552,7 @@ impl crate::Reader for SqliteReader {
         let rows = (|| {
             let mut stmt = self.conn.prepare(&sql)?;
             let rows = stmt
-                .query_map(params_from_iter(args), |r| {
-                    Ok(Row {
-                        id: r.get(0)?,
-                        v: r.get(1)?,
-                        ts: r.get(2)?,
-                        json: r.get(3)?,
-                        session: r.get(4)?,
-                        sensor: r.get(5)?,
-                        transport: r.get(6)?,
-                        src_ip: r.get(7)?,
-                        src_port: r.get(8)?,
-                        dst_ip: r.get(9)?,
-                        dst_port: r.get(10)?,
-                    })
-                })?
+                .query_map(params_from_iter(args), Row::read)?
                 .collect::<rusqlite::Result<Vec<Row>>>();
             rows
         })()
@@ -651,6 +621,24 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// The row from a query's first 11 columns: `e.id, e.v, e.ts, e.json, s.session,
+    /// s.sensor, s.transport, s.src_ip, s.src_port, s.dst_ip, s.dst_port`.
+    pub(crate) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+        Ok(Row {
+            id: r.get(0)?,
+            v: r.get(1)?,
+            ts: r.get(2)?,
+            json: r.get(3)?,
+            session: r.get(4)?,
+            sensor: r.get(5)?,
+            transport: r.get(6)?,
+            src_ip: r.get(7)?,
+            src_port: r.get(8)?,
+            dst_ip: r.get(9)?,
+            dst_port: r.get(10)?,
+        })
+    }
+
     /// Rebuilds exactly the event that was written.
     pub(crate) fn into_event(self) -> std::result::Result<Event, String> {
         let kind: EventKind =

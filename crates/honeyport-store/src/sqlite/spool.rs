@@ -91,19 +91,7 @@ impl Spool for SqliteSpool {
                     run: r.get::<_, i64>(12)? as u64,
                     seq: r.get::<_, i64>(13)? as u64,
                 };
-                let row = Row {
-                    id: r.get(0)?,
-                    v: r.get(1)?,
-                    ts: r.get(2)?,
-                    json: r.get(3)?,
-                    session: r.get(4)?,
-                    sensor: r.get(5)?,
-                    transport: r.get(6)?,
-                    src_ip: r.get(7)?,
-                    src_port: r.get(8)?,
-                    dst_ip: r.get(9)?,
-                    dst_port: r.get(10)?,
-                };
+                let row = Row::read(r)?;
                 Ok((id, row))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
